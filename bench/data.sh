@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# GET /v1/dashboards/{slug}/data of a 10-query dashboard (bench/dashboard-10.yaml) on the
+# demo warehouse: a cold read (every query runs) against the sum and the slowest of its
+# queries' own times, then cached reads under wrk (p50, p99, requests/s).
+#
+#   bench/data.sh [seconds=20] [connections=32]
+#
+# Needs wrk and a Postgres at $BENCH_DATABASE_URL (admin URL; default
+# postgres://postgres@127.0.0.1:5432/postgres). wrk, Bridge and both databases share the
+# machine's cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-20}"
+conns="${2:-32}"
+admin="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+db=bridge_bench_data
+demo=bridge_bench_demo
+
+cargo build --release --locked -p bridge >/dev/null
+psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+dir=$(mktemp -d)
+export DATABASE_URL="${admin%/*}/$db" BRIDGE_DATA_DIR="$dir" BRIDGE_DEV_JWT_SECRET="bench-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
+target/release/bridge demo-warehouse --database "$demo" > "$dir/demo.txt"
+reader_url=$(grep -o 'postgres://bridge_demo_reader[^"]*' "$dir/demo.txt")
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+RUST_LOG="${RUST_LOG:-warn}" LOG_FORMAT=json target/release/bridge serve --port "$port" >"$dir/serve.log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "DROP DATABASE IF EXISTS $demo WITH (FORCE)" -c "DROP ROLE IF EXISTS bridge_demo_reader"; rm -rf "$dir"' EXIT
+base="http://127.0.0.1:$port"
+until curl -sf "$base/ready" >/dev/null; do sleep 0.1; done
+token=$(target/release/bridge token --email bench@example.com)
+
+python3 - "$base" "$token" "$reader_url" <<'PY'
+import json, sys, time, urllib.request
+base, token, url = sys.argv[1:4]
+def call(method, path, body=None, ctype="application/json"):
+    req = urllib.request.Request(base + path, method=method, data=None if body is None else body.encode(),
+                                 headers={"Authorization": "Bearer " + token, "Content-Type": ctype})
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read() or b"null")
+team = call("POST", "/v1/teams", json.dumps({"name": "Bench"}))["id"]
+conn = call("POST", f"/v1/teams/{team}/connections", json.dumps({"name": "Demo", "warehouse_type": "postgres", "credentials": {"url": url}}))["id"]
+call("POST", f"/v1/connections/{conn}/validate")
+call("POST", f"/v1/connections/{conn}/scan")
+yaml = open("bench/dashboard-10.yaml").read().replace("00000000-0000-4000-8000-000000000001", conn)
+call("POST", f"/v1/teams/{team}/dashboards", yaml, "application/yaml")
+for round in range(3):
+    if round:
+        call("PUT", "/v1/dashboards/bench-ten/yaml", yaml, "application/yaml")  # a new version: every key is cold
+    t = time.perf_counter()
+    d = call("GET", "/v1/dashboards/bench-ten/data")
+    wall = (time.perf_counter() - t) * 1000
+    durations = [q["metadata"]["duration_ms"] for q in d["queries"].values()]
+    assert not any(q["metadata"]["cache_hit"] for q in d["queries"].values())
+    print(f"cold read {round + 1}: {wall:.0f} ms for {len(durations)} queries; their own times: sum {sum(durations)} ms, slowest {max(durations)} ms")
+call("GET", "/v1/dashboards/bench-ten/data")
+PY
+echo "cached: wrk -t2 -c$conns -d${secs}s GET /v1/dashboards/bench-ten/data"
+wrk -t2 -c"$conns" -d"${secs}s" --latency -H "Authorization: Bearer $token" "$base/v1/dashboards/bench-ten/data" \
+  | grep -E "Requests/sec|Latency |50%|90%|99%|requests in|Non-2xx|Transfer"
+if [ -n "${BENCH_SERVER_LATENCY:-}" ]; then
+  # With RUST_LOG=info, Bridge logs each request's own latency: its percentiles, apart from
+  # the time requests spend queued in the kernel or waiting for a core.
+  python3 - "$dir/serve.log" <<'PY'
+import json, sys
+xs = sorted(json.loads(l)["latency_ms"] for l in open(sys.argv[1]) if "request handled" in l and "/data" in l)
+p = lambda q: xs[min(len(xs) - 1, int(len(xs) * q))]
+print(f"in Bridge: n={len(xs)} p50 {p(0.5):.2f} ms  p90 {p(0.9):.2f} ms  p99 {p(0.99):.2f} ms  max {xs[-1]:.1f} ms")
+PY
+fi

@@ -1,0 +1,819 @@
+//! BigQuery through its REST API: jobs via `gcp-bigquery-client`, listings by plain REST
+//! with the same token. Every job that can bill carries `maximumBytesBilled`; dry runs come
+//! before runs; results are paged with page tokens up to the row cap; a job that outlives
+//! its timeout is cancelled.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use gcp_bigquery_client::{
+    Client,
+    client_builder::ClientBuilder,
+    error::BQError,
+    model::{
+        get_query_results_parameters::GetQueryResultsParameters, query_parameter::QueryParameter,
+        query_parameter_type::QueryParameterType, query_parameter_value::QueryParameterValue,
+        query_request::QueryRequest, table_field_schema::TableFieldSchema, table_row::TableRow,
+    },
+    yup_oauth2::ServiceAccountKey,
+};
+use serde_json::{Number, Value};
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use super::{
+    AccessCheck, Column, ColumnInfo, DatasetInfo, Dialect, DryRun, Limits, Param, ParamValue,
+    QueryResult, TableInfo, Warehouse, WarehouseError, short,
+};
+use crate::gcp::{BIGQUERY_SCOPE, GoogleAuth};
+
+/// Caps for Bridge's own metadata queries (INFORMATION_SCHEMA bills at least 10 MB).
+const METADATA_LIMITS: Limits = Limits {
+    max_bytes: 100_000_000,
+    timeout: Duration::from_secs(30),
+    max_rows: 100_000,
+};
+const PAGE_ROWS: usize = 10_000;
+
+pub struct BigQueryWarehouse {
+    client: Client,
+    auth: GoogleAuth,
+    http: reqwest::Client,
+    base: String,
+    project: String,
+    /// Rows asked for per page (BigQuery may answer fewer).
+    page_rows: usize,
+}
+
+fn timestamp_to_rfc3339(seconds: &str) -> Option<String> {
+    let secs: f64 = seconds.parse().ok()?;
+    let nanos = (secs * 1e9).round() as i128;
+    OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+fn type_name(field: &TableFieldSchema) -> String {
+    serde_json::to_value(&field.r#type)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "STRING".into())
+}
+
+/// One cell of BigQuery's `{"f": [{"v": …}]}` rows, typed by its schema field.
+fn convert(field: &TableFieldSchema, value: &Value) -> Value {
+    if value.is_null() {
+        return Value::Null;
+    }
+    if field.mode.as_deref() == Some("REPEATED") {
+        let scalar = TableFieldSchema {
+            mode: None,
+            ..field.clone()
+        };
+        return Value::Array(
+            value
+                .as_array()
+                .map(|a| a.iter().map(|item| convert(&scalar, &item["v"])).collect())
+                .unwrap_or_default(),
+        );
+    }
+    let ty = type_name(field);
+    let s = value.as_str();
+    match ty.as_str() {
+        "RECORD" | "STRUCT" => {
+            let fields = field.fields.as_deref().unwrap_or_default();
+            let cells = value["f"].as_array().cloned().unwrap_or_default();
+            Value::Object(
+                fields
+                    .iter()
+                    .zip(cells.iter())
+                    .map(|(f, c)| (f.name.clone(), convert(f, &c["v"])))
+                    .collect(),
+            )
+        }
+        "INTEGER" | "INT64" => s
+            .and_then(|s| s.parse::<i64>().ok())
+            .map_or_else(|| value.clone(), Value::from),
+        "FLOAT" | "FLOAT64" | "NUMERIC" | "BIGNUMERIC" => s
+            .and_then(|s| s.parse::<f64>().ok())
+            .and_then(Number::from_f64)
+            .map_or_else(|| value.clone(), Value::Number),
+        "BOOLEAN" | "BOOL" => s.map_or_else(
+            || value.clone(),
+            |s| Value::Bool(s.eq_ignore_ascii_case("true")),
+        ),
+        "TIMESTAMP" => s
+            .and_then(timestamp_to_rfc3339)
+            .map_or_else(|| value.clone(), Value::String),
+        _ => value.clone(),
+    }
+}
+
+fn convert_rows(
+    schema: &[TableFieldSchema],
+    rows: &[TableRow],
+    into: &mut Vec<Vec<Value>>,
+    cap: usize,
+) {
+    for row in rows {
+        if into.len() >= cap {
+            break;
+        }
+        let cells = row.columns.as_deref().unwrap_or_default();
+        into.push(
+            schema
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    cells
+                        .get(i)
+                        .and_then(|c| c.value.as_ref())
+                        .map_or(Value::Null, |v| convert(f, v))
+                })
+                .collect(),
+        );
+    }
+}
+
+fn bq_param(p: &Param) -> QueryParameter {
+    let (ty, value) = match &p.value {
+        ParamValue::Bool(b) => ("BOOL", b.to_string()),
+        ParamValue::Int(i) => ("INT64", i.to_string()),
+        ParamValue::Float(f) => ("FLOAT64", f.to_string()),
+        ParamValue::String(s) => ("STRING", s.clone()),
+        ParamValue::Date(d) => ("DATE", d.to_string()),
+        ParamValue::Timestamp(t) => (
+            "TIMESTAMP",
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        ),
+    };
+    QueryParameter {
+        name: Some(p.name.clone()),
+        parameter_type: Some(QueryParameterType {
+            r#type: ty.into(),
+            ..Default::default()
+        }),
+        parameter_value: Some(QueryParameterValue {
+            value: Some(value),
+            ..Default::default()
+        }),
+    }
+}
+
+/// BigQuery's error, mapped to what a warehouse owner can act on.
+fn map_bq(e: BQError, limit: Option<u64>) -> WarehouseError {
+    match e {
+        BQError::ResponseError { error } => {
+            let reason = error
+                .error
+                .errors
+                .first()
+                .and_then(|e| e.get("reason"))
+                .cloned()
+                .unwrap_or_default();
+            let msg = short(&error.error.message);
+            match (reason.as_str(), error.error.code) {
+                ("bytesBilledLimitExceeded", _) => WarehouseError::BytesLimit {
+                    limit: limit.unwrap_or(0),
+                    estimated: None,
+                },
+                (_, 401) => WarehouseError::Credentials(msg),
+                ("accessDenied", _) | (_, 403) => WarehouseError::PermissionDenied(msg),
+                ("notFound", _) | (_, 404) => WarehouseError::NotFound(msg),
+                ("invalidQuery" | "invalid" | "responseTooLarge", _) | (_, 400) => {
+                    WarehouseError::InvalidQuery(msg)
+                }
+                _ => WarehouseError::Unavailable(msg),
+            }
+        }
+        BQError::AuthError(e) => WarehouseError::Credentials(format!(
+            "Google rejected the service-account key: {}",
+            short(e)
+        )),
+        BQError::YupAuthError(e) => WarehouseError::Credentials(format!(
+            "Google rejected the service-account key: {}",
+            short(e)
+        )),
+        BQError::NoToken => WarehouseError::Credentials(
+            "Google issued no access token for the service account".into(),
+        ),
+        BQError::RequestError(e) => WarehouseError::Unavailable(short(e.without_url())),
+        other => WarehouseError::Unavailable(short(other)),
+    }
+}
+
+impl BigQueryWarehouse {
+    /// From a service-account key (JSON). The key's own `token_uri` is ignored for
+    /// `token_uri` (Google's, unless an emulator's is configured).
+    pub async fn from_service_account(
+        key_json: &[u8],
+        base_url: &str,
+        token_uri: &str,
+    ) -> Result<Self, WarehouseError> {
+        let key: ServiceAccountKey = serde_json::from_slice(key_json).map_err(|_| {
+            WarehouseError::Credentials("the stored key is not a service-account key".into())
+        })?;
+        let project = key.project_id.clone().ok_or_else(|| {
+            WarehouseError::Credentials("the service-account key names no project_id".into())
+        })?;
+        let auth = GoogleAuth::service_account(key, token_uri, &[BIGQUERY_SCOPE])
+            .await
+            .map_err(|e| WarehouseError::Credentials(short(format!("{e:#}"))))?;
+        Self::with_auth(auth, project, base_url).await
+    }
+
+    pub async fn with_auth(
+        auth: GoogleAuth,
+        project: String,
+        base_url: &str,
+    ) -> Result<Self, WarehouseError> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        let client = ClientBuilder::new()
+            .with_v2_base_url(base.clone())
+            .build_from_authenticator(Arc::new(auth.clone()))
+            .await
+            .map_err(|e| map_bq(e, None))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| WarehouseError::Unavailable(short(e)))?;
+        Ok(Self {
+            client,
+            auth,
+            http,
+            base,
+            project,
+            page_rows: PAGE_ROWS,
+        })
+    }
+
+    /// Asks for `rows` rows per page instead of 10000 (tests exercise paging with this).
+    pub fn with_page_rows(mut self, rows: usize) -> Self {
+        self.page_rows = rows.max(1);
+        self
+    }
+
+    /// A GET of the REST API (listings), with the error shape mapped like the jobs'.
+    async fn get_json(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Value, WarehouseError> {
+        let token = self
+            .auth
+            .token()
+            .await
+            .map_err(|e| WarehouseError::Credentials(short(format!("{e:#}"))))?;
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .query(query)
+            .send()
+            .await
+            .map_err(|e| WarehouseError::Unavailable(short(e.without_url())))?;
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        match serde_json::from_value(body) {
+            Ok(error) => Err(map_bq(BQError::ResponseError { error }, None)),
+            Err(_) => Err(WarehouseError::Unavailable(format!(
+                "BigQuery answered {status}"
+            ))),
+        }
+    }
+
+    async fn run(
+        &self,
+        sql: &str,
+        params: &[Param],
+        limits: &Limits,
+        dry_run: bool,
+    ) -> Result<(Vec<TableFieldSchema>, QueryResult), WarehouseError> {
+        let deadline = Instant::now() + limits.timeout;
+        let wait_ms = |d: Instant| {
+            i32::try_from(
+                d.saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .min(10_000),
+            )
+            .unwrap_or(10_000)
+        };
+        let page = limits.max_rows.clamp(1, self.page_rows);
+        let request = QueryRequest {
+            dry_run: Some(dry_run),
+            use_legacy_sql: false,
+            maximum_bytes_billed: (!dry_run).then(|| limits.max_bytes.to_string()),
+            timeout_ms: Some(wait_ms(deadline)),
+            max_results: Some(i32::try_from(page).unwrap_or(10_000)),
+            parameter_mode: (!params.is_empty()).then(|| "NAMED".to_owned()),
+            query_parameters: (!params.is_empty()).then(|| params.iter().map(bq_param).collect()),
+            use_query_cache: Some(true),
+            ..QueryRequest::new(sql)
+        };
+        let cap = Some(limits.max_bytes);
+        let first =
+            tokio::time::timeout_at(deadline, self.client.job().query(&self.project, request))
+                .await
+                .map_err(|_| WarehouseError::Timeout(limits.timeout))?
+                .map_err(|e| map_bq(e, cap))?;
+        // Some servers answer a failed query with 200 and an `errors` array.
+        if let Some(err) = first.errors.as_ref().and_then(|e| e.first()) {
+            let msg = short(err.message.as_deref().unwrap_or("the query failed"));
+            return Err(match err.reason.as_deref() {
+                Some("bytesBilledLimitExceeded") => WarehouseError::BytesLimit {
+                    limit: limits.max_bytes,
+                    estimated: None,
+                },
+                Some("accessDenied") => WarehouseError::PermissionDenied(msg),
+                _ => WarehouseError::InvalidQuery(msg),
+            });
+        }
+        let mut bytes = first
+            .total_bytes_processed
+            .as_deref()
+            .and_then(|b| b.parse::<u64>().ok());
+        let mut schema = first.schema.and_then(|s| s.fields).unwrap_or_default();
+        let mut rows = Vec::new();
+        if dry_run {
+            let columns = schema
+                .iter()
+                .map(|f| Column {
+                    name: f.name.clone(),
+                    data_type: type_name(f),
+                })
+                .collect();
+            return Ok((
+                schema,
+                QueryResult {
+                    columns,
+                    rows,
+                    bytes_scanned: bytes,
+                    truncated: false,
+                },
+            ));
+        }
+        let job = first.job_reference.clone().unwrap_or_default();
+        let job_id = job.job_id.clone().unwrap_or_default();
+        let location = job.location.clone();
+        let mut complete = first.job_complete.unwrap_or(true);
+        let mut token = first.page_token.clone();
+        if complete {
+            convert_rows(
+                &schema,
+                first.rows.as_deref().unwrap_or_default(),
+                &mut rows,
+                limits.max_rows,
+            );
+        }
+        let mut total_rows = first
+            .total_rows
+            .as_deref()
+            .and_then(|t| t.parse::<usize>().ok());
+        // Wait for the job, then page through its rows up to the cap.
+        while !complete || (token.is_some() && rows.len() < limits.max_rows) {
+            if Instant::now() >= deadline {
+                let _ = self
+                    .client
+                    .job()
+                    .cancel_job(&self.project, &job_id, location.as_deref())
+                    .await;
+                return Err(WarehouseError::Timeout(limits.timeout));
+            }
+            let params = GetQueryResultsParameters {
+                location: location.clone(),
+                max_results: Some(i32::try_from(page).unwrap_or(10_000)),
+                page_token: if complete { token.clone() } else { None },
+                timeout_ms: Some(wait_ms(deadline)),
+                ..Default::default()
+            };
+            let next = tokio::time::timeout_at(
+                deadline,
+                self.client
+                    .job()
+                    .get_query_results(&self.project, &job_id, params),
+            )
+            .await
+            .map_err(|_| WarehouseError::Timeout(limits.timeout))?
+            .map_err(|e| map_bq(e, cap))?;
+            if let Some(err) = next.errors.as_ref().and_then(|e| e.first()) {
+                return Err(WarehouseError::InvalidQuery(short(
+                    err.message.as_deref().unwrap_or("the query failed"),
+                )));
+            }
+            if !next.job_complete.unwrap_or(true) {
+                continue;
+            }
+            if !complete {
+                complete = true;
+                schema = next.schema.and_then(|s| s.fields).unwrap_or(schema);
+            }
+            bytes = next
+                .total_bytes_processed
+                .as_deref()
+                .and_then(|b| b.parse().ok())
+                .or(bytes);
+            total_rows = next
+                .total_rows
+                .as_deref()
+                .and_then(|t| t.parse().ok())
+                .or(total_rows);
+            convert_rows(
+                &schema,
+                next.rows.as_deref().unwrap_or_default(),
+                &mut rows,
+                limits.max_rows,
+            );
+            token = next.page_token;
+        }
+        let truncated = total_rows.is_some_and(|t| t > rows.len())
+            || (token.is_some() && rows.len() >= limits.max_rows);
+        let columns = schema
+            .iter()
+            .map(|f| Column {
+                name: f.name.clone(),
+                data_type: type_name(f),
+            })
+            .collect();
+        Ok((
+            schema,
+            QueryResult {
+                columns,
+                rows,
+                bytes_scanned: bytes,
+                truncated,
+            },
+        ))
+    }
+
+    /// Descriptions and last-modified times from `INFORMATION_SCHEMA.SCHEMATA(_OPTIONS)`, one
+    /// query per region the datasets live in. Metadata is a nicety: failures leave it empty.
+    async fn enrich_datasets(&self, datasets: &mut [DatasetInfo]) {
+        let mut regions: Vec<String> = datasets.iter().filter_map(|d| d.location.clone()).collect();
+        regions.sort();
+        regions.dedup();
+        let project = self.project.replace('`', "");
+        for region in regions {
+            let qualifier = format!("region-{}", region.to_lowercase());
+            if !qualifier
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                continue;
+            }
+            let sql = format!(
+                "SELECT schema_name, last_modified_time FROM `{project}`.`{qualifier}`.INFORMATION_SCHEMA.SCHEMATA"
+            );
+            if let Ok((_, r)) = self.run(&sql, &[], &METADATA_LIMITS, false).await {
+                for row in r.rows {
+                    let (Some(name), Some(when)) =
+                        (row[0].as_str(), row.get(1).and_then(|v| v.as_str()))
+                    else {
+                        continue;
+                    };
+                    let when =
+                        OffsetDateTime::parse(when, &time::format_description::well_known::Rfc3339)
+                            .ok();
+                    if let Some(d) = datasets.iter_mut().find(|d| d.name == name) {
+                        d.last_modified = when;
+                    }
+                }
+            }
+            let sql = format!(
+                "SELECT schema_name, option_value FROM `{project}`.`{qualifier}`.INFORMATION_SCHEMA.SCHEMATA_OPTIONS \
+                 WHERE option_name = 'description'"
+            );
+            if let Ok((_, r)) = self.run(&sql, &[], &METADATA_LIMITS, false).await {
+                for row in r.rows {
+                    let (Some(name), Some(text)) = (row[0].as_str(), row[1].as_str()) else {
+                        continue;
+                    };
+                    if let Some(d) = datasets.iter_mut().find(|d| d.name == name) {
+                        d.description = Some(text.trim_matches('"').to_owned());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Row counts, sizes and last-modified times from the dataset's `__TABLES__`, where
+    /// BigQuery exposes it (emulators do not: then they stay unknown).
+    async fn table_stats(
+        &self,
+        path: &str,
+    ) -> std::collections::HashMap<String, (Option<i64>, Option<i64>, Option<OffsetDateTime>)> {
+        let sql = format!(
+            "SELECT table_id, row_count, size_bytes, last_modified_time FROM {path}.__TABLES__"
+        );
+        let Ok((_, r)) = self.run(&sql, &[], &METADATA_LIMITS, false).await else {
+            return Default::default();
+        };
+        r.rows
+            .into_iter()
+            .filter_map(|row| {
+                let name = row[0].as_str()?.to_owned();
+                let millis = row[3].as_i64();
+                let when = millis.and_then(|ms| {
+                    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+                });
+                Some((name, (row[1].as_i64(), row[2].as_i64(), when)))
+            })
+            .collect()
+    }
+
+    fn dataset_path(&self, dataset: &str) -> Result<String, WarehouseError> {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 1024
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        };
+        if !plain(dataset) {
+            return Err(WarehouseError::NotFound(format!("dataset `{dataset}`")));
+        }
+        Ok(format!("`{}`.`{dataset}`", self.project.replace('`', "")))
+    }
+}
+
+fn string(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_owned)
+}
+
+#[async_trait]
+impl Warehouse for BigQueryWarehouse {
+    fn dialect(&self) -> Dialect {
+        Dialect::Bigquery
+    }
+
+    async fn check_access(&self) -> Vec<AccessCheck> {
+        let mut checks = Vec::new();
+        let mut push = |name: &str, r: Result<String, WarehouseError>| {
+            let ok = r.is_ok();
+            checks.push(AccessCheck {
+                name: name.into(),
+                ok,
+                message: r.unwrap_or_else(|e| e.to_string()),
+            });
+            ok
+        };
+        let authed = self
+            .auth
+            .token()
+            .await
+            .map(|_| "Google issued an access token".to_owned());
+        let authed = authed.map_err(|e| WarehouseError::Credentials(short(format!("{e:#}"))));
+        if !push("authenticate", authed) {
+            return checks;
+        }
+        let dry = self
+            .dry_run("SELECT 1", &[])
+            .await
+            .map(|d| format!("a dry run of SELECT 1 would read {} bytes", d.bytes));
+        push("jobs.create", dry);
+        let datasets = self.list_datasets().await;
+        let first = datasets
+            .as_ref()
+            .ok()
+            .and_then(|d| d.first().map(|d| d.name.clone()));
+        push(
+            "datasets.list",
+            datasets.map(|d| format!("{} datasets visible in {}", d.len(), self.project)),
+        );
+        if let Some(dataset) = first {
+            let path = format!("/projects/{}/datasets/{dataset}/tables", self.project);
+            let tables = self.get_json(&path, &[("maxResults", "1".into())]).await;
+            push(
+                "tables.list",
+                tables.map(|_| format!("tables of `{dataset}` can be listed")),
+            );
+        }
+        checks
+    }
+
+    async fn dry_run(&self, sql: &str, params: &[Param]) -> Result<DryRun, WarehouseError> {
+        let (_, r) = self.run(sql, params, &METADATA_LIMITS, true).await?;
+        Ok(DryRun {
+            bytes: r.bytes_scanned.unwrap_or(0),
+            columns: r.columns,
+        })
+    }
+
+    /// A dry run first (free): a query estimated over the cap is refused before any job
+    /// can bill. The job itself still carries `maximumBytesBilled`, for when the estimate
+    /// is low (BigQuery bills at least 10 MiB, and clustering makes estimates upper bounds).
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[Param],
+        limits: &Limits,
+    ) -> Result<QueryResult, WarehouseError> {
+        let started = Instant::now();
+        let estimate = self
+            .run(
+                sql,
+                params,
+                &Limits {
+                    timeout: limits.timeout,
+                    ..METADATA_LIMITS
+                },
+                true,
+            )
+            .await?
+            .1;
+        if let Some(bytes) = estimate.bytes_scanned
+            && bytes > limits.max_bytes
+        {
+            return Err(WarehouseError::BytesLimit {
+                limit: limits.max_bytes,
+                estimated: Some(bytes),
+            });
+        }
+        let remaining = limits
+            .timeout
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1));
+        Ok(self
+            .run(
+                sql,
+                params,
+                &Limits {
+                    timeout: remaining,
+                    ..*limits
+                },
+                false,
+            )
+            .await?
+            .1)
+    }
+
+    async fn list_datasets(&self) -> Result<Vec<DatasetInfo>, WarehouseError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![("maxResults", "1000".to_owned())];
+            if let Some(t) = &token {
+                query.push(("pageToken", t.clone()));
+            }
+            let page = self
+                .get_json(&format!("/projects/{}/datasets", self.project), &query)
+                .await?;
+            for d in page["datasets"].as_array().into_iter().flatten() {
+                let Some(name) = string(&d["datasetReference"]["datasetId"]) else {
+                    continue;
+                };
+                out.push(DatasetInfo {
+                    fully_qualified_name: format!("{}.{name}", self.project),
+                    name,
+                    description: None,
+                    location: string(&d["location"]),
+                    last_modified: None,
+                });
+            }
+            token = string(&page["nextPageToken"]);
+            if token.is_none() {
+                break;
+            }
+        }
+        self.enrich_datasets(&mut out).await;
+        Ok(out)
+    }
+
+    async fn list_tables(&self, dataset: &str) -> Result<Vec<TableInfo>, WarehouseError> {
+        let path = self.dataset_path(dataset)?;
+        let sql = format!(
+            "SELECT t.table_name, t.table_type, \
+                    ARRAY(SELECT AS STRUCT c.column_name, c.is_partitioning_column, c.clustering_ordinal_position \
+                          FROM {path}.INFORMATION_SCHEMA.COLUMNS c \
+                          WHERE c.table_name = t.table_name \
+                            AND (c.is_partitioning_column = 'YES' OR c.clustering_ordinal_position IS NOT NULL)) AS keys \
+             FROM {path}.INFORMATION_SCHEMA.TABLES t ORDER BY t.table_name"
+        );
+        let (_, r) = self.run(&sql, &[], &METADATA_LIMITS, false).await?;
+        let stats = self.table_stats(&path).await;
+        Ok(r.rows
+            .into_iter()
+            .map(|row| {
+                let name = row[0].as_str().unwrap_or_default().to_owned();
+                let (row_count, size_bytes, last_modified) =
+                    stats.get(&name).copied().unwrap_or_default();
+                let table_type = match row[1].as_str().unwrap_or("BASE TABLE") {
+                    "VIEW" => "VIEW",
+                    "MATERIALIZED VIEW" => "MATERIALIZED_VIEW",
+                    "EXTERNAL" => "EXTERNAL",
+                    _ => "TABLE",
+                };
+                let keys = row[2].as_array().cloned().unwrap_or_default();
+                let partition = keys
+                    .iter()
+                    .find(|k| k["is_partitioning_column"] == "YES")
+                    .and_then(|k| string(&k["column_name"]));
+                let mut clustered: Vec<(i64, String)> = keys
+                    .iter()
+                    .filter_map(|k| {
+                        Some((
+                            k["clustering_ordinal_position"].as_i64()?,
+                            string(&k["column_name"])?,
+                        ))
+                    })
+                    .collect();
+                clustered.sort();
+                TableInfo {
+                    fully_qualified_name: format!("{}.{dataset}.{name}", self.project),
+                    name,
+                    table_type: table_type.into(),
+                    row_count,
+                    size_bytes,
+                    partitioning: partition.map(|field| serde_json::json!({ "field": field })),
+                    clustering: (!clustered.is_empty())
+                        .then(|| clustered.into_iter().map(|(_, c)| c).collect()),
+                    last_modified,
+                }
+            })
+            .collect())
+    }
+
+    async fn table_columns(
+        &self,
+        dataset: &str,
+        table: &str,
+    ) -> Result<Vec<ColumnInfo>, WarehouseError> {
+        let path = self.dataset_path(dataset)?;
+        let sql = format!(
+            "SELECT column_name, data_type, is_nullable, is_partitioning_column, clustering_ordinal_position \
+             FROM {path}.INFORMATION_SCHEMA.COLUMNS WHERE table_name = @table ORDER BY ordinal_position"
+        );
+        let params = [Param {
+            name: "table".into(),
+            value: ParamValue::String(table.to_owned()),
+        }];
+        let (_, r) = self.run(&sql, &params, &METADATA_LIMITS, false).await?;
+        if r.rows.is_empty() {
+            return Err(WarehouseError::NotFound(format!(
+                "table `{dataset}.{table}`"
+            )));
+        }
+        Ok(r.rows
+            .into_iter()
+            .map(|row| ColumnInfo {
+                name: row[0].as_str().unwrap_or_default().to_owned(),
+                data_type: row[1].as_str().unwrap_or_default().to_owned(),
+                nullable: row[2].as_str() != Some("NO"),
+                description: None,
+                is_partitioning: row[3].as_str() == Some("YES"),
+                clustering_ordinal: row[4].as_i64().and_then(|v| i32::try_from(v).ok()),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gcp_bigquery_client::model::field_type::FieldType;
+
+    #[test]
+    fn cells_are_typed_by_their_schema() {
+        let f = |t| TableFieldSchema::new("x", t);
+        assert_eq!(
+            convert(&f(FieldType::Int64), &Value::from("42")),
+            Value::from(42)
+        );
+        assert_eq!(
+            convert(&f(FieldType::Float64), &Value::from("1.5")),
+            Value::from(1.5)
+        );
+        assert_eq!(
+            convert(&f(FieldType::Numeric), &Value::from("12.25")),
+            Value::from(12.25)
+        );
+        assert_eq!(
+            convert(&f(FieldType::Bool), &Value::from("true")),
+            Value::Bool(true)
+        );
+        assert_eq!(
+            convert(&f(FieldType::Timestamp), &Value::from("1.7E9")),
+            Value::from("2023-11-14T22:13:20Z")
+        );
+        assert_eq!(
+            convert(&f(FieldType::Date), &Value::from("2026-01-02")),
+            Value::from("2026-01-02")
+        );
+        assert_eq!(convert(&f(FieldType::String), &Value::Null), Value::Null);
+        let mut rep = f(FieldType::Int64);
+        rep.mode = Some("REPEATED".into());
+        assert_eq!(
+            convert(&rep, &serde_json::json!([{ "v": "1" }, { "v": "2" }])),
+            serde_json::json!([1, 2])
+        );
+    }
+
+    #[test]
+    fn dataset_names_cannot_escape_their_quotes() {
+        let ok = |d: &str| d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        assert!(ok("analytics_prod"));
+        assert!(!ok("a`; DROP"));
+    }
+}

@@ -1,0 +1,314 @@
+//! `bridge`: the local stand-in for API Gateway and the operator's tool.
+//!
+//! - `bridge serve`: every function's routes on one port. Without `DATABASE_URL` it starts a
+//!   throwaway Postgres under `BRIDGE_DATA_DIR` and stops it on exit.
+//! - `bridge migrate`: applies the migrations in `migrations/`.
+//! - `bridge token --email you@example.com`: prints a dev token (AUTH_MODE=dev only).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::{process::ExitCode, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use common::{
+    app::{self, AppState},
+    auth::mint_dev_token,
+    db,
+    domain::Email,
+    localpg::LocalPostgres,
+    runtime,
+    settings::{LogFormat, Settings},
+    telemetry,
+};
+use secrecy::SecretString;
+use utoipa_axum::router::OpenApiRouter;
+
+#[derive(Parser)]
+#[command(
+    name = "bridge",
+    version,
+    about = "Bridge: every function on one port, migrations, dev tokens"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every function's routes on one port (the local API Gateway).
+    Serve {
+        /// Port to listen on (default: $PORT, else 8080).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Address to bind; use 0.0.0.0 to accept connections from other machines.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+    },
+    /// Apply pending database migrations.
+    Migrate,
+    /// Load the demo warehouse (samplefiles/demo-warehouse.sql) into a database of its own and
+    /// print how to connect it.
+    DemoWarehouse {
+        /// Database to load it into.
+        #[arg(long, default_value = "bridge_demo")]
+        database: String,
+    },
+    /// Warm every dashboard whose `refresh` cadence is due (what the schedulers trigger in
+    /// the cloud), and remove expired cached results.
+    Precompute,
+    /// Print a development token (AUTH_MODE=dev).
+    Token {
+        /// Whose token: the email claim (and the user Bridge creates on first sight).
+        #[arg(long)]
+        email: String,
+        /// Hours until it expires.
+        #[arg(long, default_value_t = 12)]
+        hours: u64,
+    },
+}
+
+/// Every function's routes: what API Gateway would route to each function, on one router.
+fn all_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(teams::router())
+        .merge(connections::router())
+        .merge(catalog::router())
+        .merge(generate::router())
+        .merge(data::router())
+        .merge(precompute::router())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bridge: invalid settings: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let log_format = if std::env::var_os("LOG_FORMAT").is_some() {
+        settings.log_format
+    } else {
+        LogFormat::Pretty
+    };
+    telemetry::init(log_format);
+    let result = match cli.command {
+        Command::Serve { port, host } => serve(settings, host, port).await,
+        Command::Migrate => migrate(settings).await,
+        Command::Token { email, hours } => token(&settings, &email, hours),
+        Command::DemoWarehouse { database } => demo_warehouse(settings, &database).await,
+        Command::Precompute => precompute(settings).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bridge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Settings with a database: `DATABASE_URL`, or the local throwaway cluster.
+async fn with_database(
+    mut settings: Settings,
+) -> anyhow::Result<(Settings, Option<LocalPostgres>)> {
+    if settings.database_url.is_some() {
+        return Ok((settings, None));
+    }
+    let dir = settings.data_dir.join("postgres");
+    let shown = dir.display().to_string();
+    let pg = tokio::task::spawn_blocking(move || LocalPostgres::start(&dir)).await??;
+    println!(
+        "Local Postgres on 127.0.0.1:{} (data in {shown})",
+        pg.port()
+    );
+    let admin = db::pool(&pg.url("postgres"), None, 1, Duration::from_secs(10))?;
+    let client = admin
+        .get()
+        .await
+        .context("connecting to the local Postgres")?;
+    if client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = 'bridge'", &[])
+        .await?
+        .is_none()
+    {
+        client.batch_execute("CREATE DATABASE bridge").await?;
+    }
+    settings.database_url = Some(SecretString::from(pg.url("bridge")));
+    Ok((settings, Some(pg)))
+}
+
+/// Stops the local cluster if this command started it (not one a running `bridge serve` owns).
+async fn stop(pg: Option<LocalPostgres>) {
+    if let Some(pg) = pg.filter(|pg| pg.started_here) {
+        match tokio::task::spawn_blocking(move || pg.stop()).await {
+            Ok(Ok(())) => println!("Local Postgres stopped"),
+            Ok(Err(e)) => eprintln!("bridge: stopping the local Postgres: {e:#}"),
+            Err(e) => eprintln!("bridge: stopping the local Postgres: {e}"),
+        }
+    }
+}
+
+async fn serve(
+    settings: Settings,
+    host: std::net::IpAddr,
+    port: Option<u16>,
+) -> anyhow::Result<()> {
+    let port = port.unwrap_or(settings.port);
+    let (settings, pg) = with_database(settings).await?;
+    let result = async {
+        let state = AppState::new(settings, "bridge").await?;
+        let applied = db::migrate(&state.db).await?;
+        if !applied.is_empty() {
+            println!("Applied migrations: {}", applied.join(", "));
+        }
+        let router = app::build(all_routes(), state);
+        let listener = tokio::net::TcpListener::bind((host, port))
+            .await
+            .with_context(|| format!("binding {host}:{port}"))?;
+        println!(
+            "Bridge is serving every function on http://{}",
+            listener.local_addr()?
+        );
+        runtime::serve_http(listener, router, runtime::shutdown_signal()).await
+    }
+    .await;
+    stop(pg).await;
+    result
+}
+
+async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    let (settings, pg) = with_database(settings).await?;
+    let result = async {
+        let url = settings.database_url().context("no database")?;
+        let pool = db::pool(
+            url,
+            settings.database_ca_file.as_deref(),
+            1,
+            settings.database_timeout,
+        )?;
+        let applied = db::migrate(&pool).await?;
+        if applied.is_empty() {
+            println!("The database is up to date");
+        } else {
+            println!("Applied migrations: {}", applied.join(", "));
+        }
+        Ok(())
+    }
+    .await;
+    stop(pg).await;
+    result
+}
+
+fn token(settings: &Settings, email: &str, hours: u64) -> anyhow::Result<()> {
+    let email = Email::parse(email).map_err(|m| anyhow::anyhow!("--email {m}"))?;
+    let token = mint_dev_token(
+        &settings.auth,
+        &format!("dev|{email}"),
+        &email,
+        Duration::from_secs(hours * 3600),
+    )?;
+    println!("{token}");
+    Ok(())
+}
+
+const DEMO_SQL: &str = include_str!("../../../samplefiles/demo-warehouse.sql");
+const DEMO_READER: &str = "bridge_demo_reader";
+
+/// Loads the demo data (once) and a read-only role, on the server Bridge itself uses.
+async fn demo_warehouse(settings: Settings, database: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !database.is_empty()
+            && database
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+        "--database must be lower-case letters, digits and underscores"
+    );
+    let (settings, pg) = with_database(settings).await?;
+    let result = async {
+        let url = settings.database_url().context("no database")?;
+        let mut server: tokio_postgres::Config = url.parse().context("DATABASE_URL")?;
+        let admin = db::pool(url, settings.database_ca_file.as_deref(), 1, settings.database_timeout)?;
+        let client = admin.get().await.context("connecting")?;
+        let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database]).await?.is_some();
+        if !exists {
+            client.batch_execute(&format!("CREATE DATABASE {database}")).await?;
+        }
+        server.dbname(database);
+        let demo = db::pool_from_config(server.clone(), settings.database_ca_file.as_deref(), 1, settings.database_timeout)?;
+        let demo = demo.get().await.context("connecting to the demo database")?;
+        let loaded = demo.query_opt("SELECT 1 FROM pg_namespace WHERE nspname = 'analytics'", &[]).await?.is_some();
+        if !loaded {
+            demo.batch_execute(DEMO_SQL).await.context("loading samplefiles/demo-warehouse.sql")?;
+            println!("Loaded the demo warehouse into database `{database}`");
+        } else {
+            println!("The demo warehouse is already in database `{database}`");
+        }
+        let password = common::crypto::random_token(18);
+        let role_exists = client.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&DEMO_READER]).await?.is_some();
+        let verb = if role_exists { "ALTER" } else { "CREATE" };
+        client.batch_execute(&format!("{verb} ROLE {DEMO_READER} LOGIN PASSWORD '{password}'")).await?;
+        demo.batch_execute(&format!(
+            "GRANT CONNECT ON DATABASE {database} TO {DEMO_READER}; GRANT USAGE ON SCHEMA analytics TO {DEMO_READER}; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA analytics TO {DEMO_READER};"
+        ))
+        .await?;
+        let host = match server.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".to_owned(),
+        };
+        let port = server.get_ports().first().copied().unwrap_or(5432);
+        let reader_url = format!("postgres://{DEMO_READER}:{password}@{host}:{port}/{database}");
+        println!(
+            "\nConnect it to a team (TEAM is a team id from POST /v1/teams):\n\n\
+             curl -s -X POST http://127.0.0.1:{}/v1/teams/$TEAM/connections \\\n  \
+             -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n  \
+             -d '{{\"name\": \"Demo warehouse\", \"warehouse_type\": \"postgres\", \"credentials\": {{\"url\": \"{reader_url}\"}}}}'\n",
+            settings.port
+        );
+        Ok(())
+    }
+    .await;
+    stop(pg).await;
+    result
+}
+
+async fn precompute(settings: Settings) -> anyhow::Result<()> {
+    let (settings, pg) = with_database(settings).await?;
+    let result = async {
+        let state = AppState::new(settings, "bridge").await?;
+        db::migrate(&state.db).await?;
+        let report = common::serving::warm_due(&state)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for d in &report.dashboards {
+            println!(
+                "{} v{}: {} queries run, {} from cache, {} failed, {} ms",
+                d.dashboard_slug,
+                d.version,
+                d.queries_executed,
+                d.cache_hits,
+                d.errors.len(),
+                d.duration_ms
+            );
+        }
+        for f in &report.failures {
+            println!("{}: {}", f.query, f.message);
+        }
+        println!(
+            "{} dashboards warmed, {} failed, {} expired results removed, {} ms",
+            report.dashboards.len(),
+            report.failures.len(),
+            report.expired_removed,
+            report.duration_ms
+        );
+        Ok(())
+    }
+    .await;
+    stop(pg).await;
+    result
+}

@@ -1,0 +1,141 @@
+//! The catalog function: scan a connection's warehouse into Postgres (editors), browse
+//! datasets and tables, and read a table's columns live (members). The work is in
+//! `common::catalog`, which the chat agent's tools share.
+
+use axum::extract::State;
+use common::{
+    ApiResult, AppState, CurrentUser,
+    catalog::{self, Dataset, NameCursor, ScanRun, Table, TableSchema},
+    connections,
+    domain::Role,
+    error::Problem,
+    extract::{Json, Path, Query},
+    pagination::PageQuery,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(scan))
+        .routes(routes!(scan_status))
+        .routes(routes!(list_datasets))
+        .routes(routes!(list_tables))
+        .routes(routes!(table_columns))
+}
+
+/// Scans the connection's warehouse into the catalog (editor; the connection must be
+/// validated). Answers when done; `GET …/scans/{scan_id}` shows progress meanwhile.
+#[utoipa::path(post, path = "/v1/connections/{id}/scan", tag = "catalog",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = ScanRun, description = "The finished scan: `succeeded`, `partial` or `failed`"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "Not validated, or a scan is running"),
+))]
+async fn scan(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<ScanRun>> {
+    let (connection, _) = {
+        let client = state.db.get().await?;
+        connections::load(&client, id, &user, Role::Editor).await?
+    };
+    Ok(Json(catalog::scan(&state, &connection, &user).await?))
+}
+
+/// A scan of the connection, finished or running (members).
+#[utoipa::path(get, path = "/v1/connections/{id}/scans/{scan_id}", tag = "catalog",
+    params(("id" = Uuid, Path), ("scan_id" = Uuid, Path)),
+    responses(
+        (status = 200, body = ScanRun),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+async fn scan_status(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((id, scan_id)): Path<(Uuid, Uuid)>,
+) -> ApiResult<Json<ScanRun>> {
+    let client = state.db.get().await?;
+    connections::load(&client, id, &user, Role::Viewer).await?;
+    Ok(Json(catalog::scan_run(&client, id, scan_id).await?))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DatasetList {
+    pub datasets: Vec<Dataset>,
+    pub next_cursor: Option<String>,
+}
+
+/// The connection's scanned datasets, by name (members).
+#[utoipa::path(get, path = "/v1/connections/{id}/datasets", tag = "catalog",
+    params(("id" = Uuid, Path), PageQuery),
+    responses(
+        (status = 200, body = DatasetList),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+async fn list_datasets(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<DatasetList>> {
+    let page = page.parse::<NameCursor>()?;
+    let client = state.db.get().await?;
+    connections::load(&client, id, &user, Role::Viewer).await?;
+    let (datasets, next_cursor) = catalog::list_datasets(&client, id, &page).await?;
+    Ok(Json(DatasetList {
+        datasets,
+        next_cursor,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TableList {
+    pub tables: Vec<Table>,
+    pub next_cursor: Option<String>,
+}
+
+/// A dataset's scanned tables, by name (members).
+#[utoipa::path(get, path = "/v1/datasets/{id}/tables", tag = "catalog",
+    params(("id" = Uuid, Path), PageQuery),
+    responses(
+        (status = 200, body = TableList),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+async fn list_tables(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<TableList>> {
+    let page = page.parse::<NameCursor>()?;
+    let client = state.db.get().await?;
+    catalog::load_dataset(&client, id, &user, Role::Viewer).await?;
+    let (tables, next_cursor) = catalog::list_tables(&client, id, &page).await?;
+    Ok(Json(TableList {
+        tables,
+        next_cursor,
+    }))
+}
+
+/// A table's columns (name, type, nullable, description, partitioning and clustering),
+/// read live from the warehouse and cached until the table changes (members).
+#[utoipa::path(get, path = "/v1/tables/{id}/columns", tag = "catalog",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = TableSchema),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 502, body = Problem, content_type = "application/problem+json", description = "The warehouse failed"),
+))]
+async fn table_columns(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<TableSchema>> {
+    Ok(Json(catalog::table_columns(&state, &user, id).await?))
+}

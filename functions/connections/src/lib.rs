@@ -1,0 +1,280 @@
+//! The connections function: a team's warehouse connections.
+//!
+//! Credentials arrive once, are checked, sealed (envelope encryption bound to the team and
+//! connection) and written to the credentials bucket; Postgres keeps only a pointer and
+//! non-secret details. No route ever returns them. Roles: members read; editors validate;
+//! admins create and delete.
+
+pub mod model;
+
+use std::time::{Duration, Instant};
+
+use axum::{
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+};
+use common::{
+    ApiError, ApiResult, AppState, CurrentUser,
+    connections::{self, CONNECTION_COLUMNS, Connection, ConnectionStatus},
+    domain::Role,
+    error::Problem,
+    extract::{Json, Path, Query},
+    pagination::PageQuery,
+    tenancy::require_team_role,
+    warehouse::AccessCheck,
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use model::{ConnectionList, CreateConnection, NewConnection, ValidationResult};
+
+/// Validation must answer within API Gateway's 29 s.
+const VALIDATION_TIMEOUT: Duration = Duration::from_secs(25);
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_connection, list_connections))
+        .routes(routes!(get_connection, delete_connection))
+        .routes(routes!(validate_connection))
+}
+
+/// Creates a connection (admin). Its credentials are checked, sealed and stored; it starts
+/// `pending_validation`.
+#[utoipa::path(post, path = "/v1/teams/{team_id}/connections", tag = "connections",
+    params(("team_id" = Uuid, Path)), request_body = CreateConnection,
+    responses(
+        (status = 201, body = Connection),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "Name taken"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+async fn create_connection(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(team_id): Path<Uuid>,
+    Json(body): Json<CreateConnection>,
+) -> ApiResult<impl IntoResponse> {
+    let client = state.db.get().await?;
+    require_team_role(&client, team_id, &user, Role::Admin).await?;
+    let new = NewConnection::try_from(body)?;
+    let id = Uuid::now_v7();
+    let (key, key_id) = connections::store_credentials(
+        &*state.buckets.credentials,
+        &*state.key_ring,
+        team_id,
+        id,
+        &new.secret,
+    )
+    .await?;
+    let inserted = client
+        .query_one(
+            &format!(
+                "WITH c AS (INSERT INTO connections (id, team_id, name, warehouse_type, credentials_key, key_id, details, created_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *) SELECT {CONNECTION_COLUMNS} FROM c"
+            ),
+            &[&id, &team_id, &new.name, &new.dialect.as_str(), &key, &key_id, &new.details, &user.id],
+        )
+        .await;
+    let row = match inserted {
+        Ok(row) => row,
+        Err(e) => {
+            // Nothing half-written: the sealed blob goes if the row cannot be made.
+            if let Err(cleanup) = state.buckets.credentials.delete(&key).await {
+                tracing::error!(error = %cleanup, "removing credentials of a connection that was not created");
+            }
+            return Err(match common::db::unique_violation(&e) {
+                Some("connections_team_name_key") => ApiError::conflict(
+                    "connection_name_taken",
+                    format!("the team already has a connection named `{}`", new.name),
+                ),
+                _ => e.into(),
+            });
+        }
+    };
+    let connection = Connection::from_row(&row);
+    tracing::info!(connection_id = %id, %team_id, warehouse_type = %new.dialect, "connection created");
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/v1/connections/{id}"))],
+        Json(connection),
+    ))
+}
+
+/// Lists a team's connections, newest first (members).
+#[utoipa::path(get, path = "/v1/teams/{team_id}/connections", tag = "connections",
+    params(("team_id" = Uuid, Path), PageQuery),
+    responses(
+        (status = 200, body = ConnectionList),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+async fn list_connections(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(team_id): Path<Uuid>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<ConnectionList>> {
+    let page = page.parse::<Uuid>()?;
+    let client = state.db.get().await?;
+    require_team_role(&client, team_id, &user, Role::Viewer).await?;
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections c WHERE c.team_id = $1 AND ($2::uuid IS NULL OR c.id < $2) \
+             ORDER BY c.id DESC LIMIT $3"
+        ))
+        .await?;
+    let rows = client
+        .query(&stmt, &[&team_id, &page.after, &page.fetch_limit()])
+        .await?;
+    let mut connections: Vec<Connection> = rows.iter().map(Connection::from_row).collect();
+    let next_cursor = page.finish(&mut connections, |c| c.id);
+    Ok(Json(ConnectionList {
+        connections,
+        next_cursor,
+    }))
+}
+
+/// Reads a connection (members). Never its credentials.
+#[utoipa::path(get, path = "/v1/connections/{id}", tag = "connections",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = Connection),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+async fn get_connection(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Connection>> {
+    let client = state.db.get().await?;
+    let (connection, _) = connections::load(&client, id, &user, Role::Viewer).await?;
+    Ok(Json(connection))
+}
+
+/// The first failing check, as the connection's `validation_error`.
+fn first_failure(checks: &[AccessCheck]) -> Option<String> {
+    checks
+        .iter()
+        .find(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.name, c.message))
+}
+
+/// Validates a connection (editor): decrypts its credentials, connects, and checks the
+/// permissions Bridge needs. The status becomes `validated` or `failed`.
+#[utoipa::path(post, path = "/v1/connections/{id}/validate", tag = "connections",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = ValidationResult, description = "Ran; see `status` and `checks`"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+async fn validate_connection(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<ValidationResult>> {
+    let started = Instant::now();
+    let client = state.db.get().await?;
+    let (connection, _) = connections::load(&client, id, &user, Role::Editor).await?;
+    state.warehouses.forget(id).await;
+    let secret =
+        connections::load_credentials(&*state.buckets.credentials, &*state.key_ring, &connection)
+            .await?;
+    let checks = tokio::time::timeout(VALIDATION_TIMEOUT, async {
+        match connections::connect(
+            connection.warehouse_type,
+            &secret,
+            &state.settings.warehouse,
+            state.settings.database_ca_file.as_deref(),
+        )
+        .await
+        {
+            Ok(warehouse) => warehouse.check_access().await,
+            Err(e) => vec![AccessCheck {
+                name: "connect".into(),
+                ok: false,
+                message: e.to_string(),
+            }],
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        vec![AccessCheck {
+            name: "timeout".into(),
+            ok: false,
+            message: format!(
+                "the warehouse did not answer within {} s",
+                VALIDATION_TIMEOUT.as_secs()
+            ),
+        }]
+    });
+    drop(secret);
+    let error = first_failure(&checks);
+    let status = if error.is_none() {
+        ConnectionStatus::Validated
+    } else {
+        ConnectionStatus::Failed
+    };
+    let row = client
+        .query_one(
+            &format!(
+                "WITH c AS (UPDATE connections SET status = $2, validation_error = $3, \
+                 validated_at = CASE WHEN $2 = 'validated' THEN now() ELSE validated_at END, updated_at = now() \
+                 WHERE id = $1 RETURNING *) SELECT {CONNECTION_COLUMNS} FROM c"
+            ),
+            &[&id, &status.as_str(), &error],
+        )
+        .await?;
+    tracing::info!(connection_id = %id, status = status.as_str(), "connection validated");
+    Ok(Json(ValidationResult {
+        connection: Connection::from_row(&row),
+        checks,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }))
+}
+
+/// Deletes a connection (admin): its sealed credentials, its row and everything that hangs
+/// off it.
+#[utoipa::path(delete, path = "/v1/connections/{id}", tag = "connections",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+async fn delete_connection(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    let mut client = state.db.get().await?;
+    let tx = client.transaction().await?;
+    let (connection, _) = connections::load(&tx, id, &user, Role::Admin).await?;
+    tx.execute("SELECT 1 FROM connections WHERE id = $1 FOR UPDATE", &[&id])
+        .await?;
+    if let Err(e) = tx
+        .execute("DELETE FROM connections WHERE id = $1", &[&id])
+        .await
+    {
+        return Err(match common::db::foreign_key_violation(&e) {
+            Some(_) => ApiError::conflict(
+                "connection_in_use",
+                "dashboards use this connection; delete them or point them at another connection first",
+            ),
+            None => e.into(),
+        });
+    }
+    // The blob goes before the commit: if it cannot be deleted, the row stays and the
+    // request can be retried (deleting is idempotent).
+    state
+        .buckets
+        .credentials
+        .delete(&connection.credentials_key)
+        .await
+        .map_err(connections::blob_error)?;
+    tx.commit().await?;
+    state.warehouses.forget(id).await;
+    tracing::info!(connection_id = %id, "connection deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

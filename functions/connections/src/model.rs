@@ -1,0 +1,277 @@
+//! Request bodies and the credentials they carry, checked field by field before anything is
+//! stored. Messages name fields, never values: a credential is not echoed, even back to its
+//! sender.
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use common::{
+    ApiError,
+    connections::Connection,
+    error::FieldError,
+    warehouse::{AccessCheck, Dialect},
+};
+use rustls_pki_types::{PrivatePkcs8KeyDer, pem::PemObject};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use zeroize::Zeroizing;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConnection {
+    /// 1 to 100 characters, unique in the team.
+    pub name: String,
+    pub warehouse_type: Dialect,
+    /// BigQuery: the service-account key file's JSON object. Postgres: `{"url": "postgres://…"}`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub credentials: Option<Value>,
+    /// BigQuery only, instead of `credentials`: the key file, base64-encoded.
+    #[serde(default)]
+    pub credentials_base64: Option<String>,
+}
+
+impl std::fmt::Debug for CreateConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateConnection")
+            .field("name", &self.name)
+            .field("warehouse_type", &self.warehouse_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A checked request: the secret to seal, and what may be shown about it.
+pub struct NewConnection {
+    pub name: String,
+    pub dialect: Dialect,
+    pub secret: Zeroizing<Vec<u8>>,
+    pub details: Value,
+}
+
+impl TryFrom<CreateConnection> for NewConnection {
+    type Error = ApiError;
+
+    fn try_from(body: CreateConnection) -> Result<Self, ApiError> {
+        let mut errors = Vec::new();
+        let name = body.name.trim().to_owned();
+        if name.is_empty() {
+            errors.push(FieldError::new("name", "must not be empty"));
+        } else if name.chars().count() > 100 {
+            errors.push(FieldError::new("name", "must be at most 100 characters"));
+        } else if name.chars().any(char::is_control) {
+            errors.push(FieldError::new(
+                "name",
+                "must not contain control characters",
+            ));
+        }
+        let credentials = match (
+            body.credentials,
+            body.credentials_base64,
+            body.warehouse_type,
+        ) {
+            (Some(_), Some(_), _) => {
+                errors.push(FieldError::new(
+                    "credentials_base64",
+                    "send either credentials or credentials_base64, not both",
+                ));
+                None
+            }
+            (None, Some(b64), Dialect::Bigquery) => match decode_key_file(&b64) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            },
+            (None, Some(_), Dialect::Postgres) => {
+                errors.push(FieldError::new(
+                    "credentials_base64",
+                    "is for BigQuery key files; Postgres takes credentials.url",
+                ));
+                None
+            }
+            (Some(v), None, _) => Some(v),
+            (None, None, _) => {
+                errors.push(FieldError::new("credentials", "is required"));
+                None
+            }
+        };
+        let checked = credentials.map(|c| match body.warehouse_type {
+            Dialect::Bigquery => check_service_account(c),
+            Dialect::Postgres => check_postgres(c),
+        });
+        match checked {
+            Some(Ok((secret, details))) if errors.is_empty() => Ok(Self {
+                name,
+                dialect: body.warehouse_type,
+                secret,
+                details,
+            }),
+            Some(Err(mut e)) => {
+                errors.append(&mut e);
+                Err(ApiError::unprocessable(errors))
+            }
+            _ => Err(ApiError::unprocessable(errors)),
+        }
+    }
+}
+
+fn decode_key_file(b64: &str) -> Result<Value, FieldError> {
+    let err = |m: &str| FieldError::new("credentials_base64", m);
+    let compact: String = b64.chars().filter(|c| !c.is_whitespace()).collect();
+    let bytes = Zeroizing::new(
+        STANDARD
+            .decode(compact)
+            .map_err(|_| err("is not valid base64"))?,
+    );
+    serde_json::from_slice(&bytes).map_err(|_| err("does not decode to a JSON key file"))
+}
+
+type Checked = Result<(Zeroizing<Vec<u8>>, Value), Vec<FieldError>>;
+
+/// A Google service-account key: the fields BigQuery needs, with a real RSA private key.
+fn check_service_account(v: Value) -> Checked {
+    let Value::Object(map) = v else {
+        return Err(vec![FieldError::new(
+            "credentials",
+            "must be the service-account key file's JSON object",
+        )]);
+    };
+    let mut errors = Vec::new();
+    let field = |k: &str| {
+        map.get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    let path = |k: &str| format!("credentials.{k}");
+    match field("type") {
+        None => errors.push(FieldError::new(path("type"), "is required")),
+        Some("service_account") => {}
+        Some(_) => errors.push(FieldError::new(
+            path("type"),
+            "must be \"service_account\" (this is not a service-account key)",
+        )),
+    }
+    match field("project_id") {
+        None => errors.push(FieldError::new(path("project_id"), "is required")),
+        Some(p)
+            if !(p.len() <= 128
+                && p.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b':')
+                })) =>
+        {
+            errors.push(FieldError::new(
+                path("project_id"),
+                "is not a Google Cloud project id",
+            ));
+        }
+        Some(_) => {}
+    }
+    match field("client_email") {
+        None => errors.push(FieldError::new(path("client_email"), "is required")),
+        Some(e) if common::domain::Email::parse(e).is_err() => {
+            errors.push(FieldError::new(
+                path("client_email"),
+                "is not an email address",
+            ));
+        }
+        Some(_) => {}
+    }
+    match field("private_key") {
+        None => errors.push(FieldError::new(path("private_key"), "is required")),
+        Some(pem) => {
+            let usable = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+                .ok()
+                .is_some_and(|der| {
+                    aws_lc_rs::rsa::KeyPair::from_pkcs8(der.secret_pkcs8_der()).is_ok()
+                });
+            if !usable {
+                errors.push(FieldError::new(
+                    path("private_key"),
+                    "is not an RSA private key in PEM (PKCS#8) form",
+                ));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let details =
+        json!({ "project_id": field("project_id"), "client_email": field("client_email") });
+    let secret = Zeroizing::new(serde_json::to_vec(&Value::Object(map)).unwrap_or_default());
+    Ok((secret, details))
+}
+
+/// `{"url": "postgres://user:password@host:port/database?sslmode=…"}`.
+fn check_postgres(v: Value) -> Checked {
+    let Value::Object(map) = v else {
+        return Err(vec![FieldError::new(
+            "credentials",
+            "must be an object: {\"url\": \"postgres://…\"}",
+        )]);
+    };
+    let unknown: Vec<FieldError> = map
+        .keys()
+        .filter(|k| *k != "url")
+        .map(|k| {
+            FieldError::new(
+                format!("credentials.{k}"),
+                "is not a known field; expected `url`",
+            )
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(unknown);
+    }
+    let err = |m: &str| vec![FieldError::new("credentials.url", m)];
+    let Some(url) = map
+        .get("url")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    else {
+        return Err(err("is required"));
+    };
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(err("must be a postgres:// URL"));
+    }
+    if url.len() > 2048 {
+        return Err(err("is too long"));
+    }
+    let Ok(config) = url.parse::<tokio_postgres::Config>() else {
+        return Err(err("is not a valid Postgres URL"));
+    };
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => return Err(err("must name a host")),
+    };
+    let Some(user) = config.get_user().map(str::to_owned) else {
+        return Err(err("must name a user"));
+    };
+    let Some(database) = config.get_dbname().map(str::to_owned) else {
+        return Err(err("must name a database"));
+    };
+    let details = json!({
+        "host": host,
+        "port": config.get_ports().first().copied().unwrap_or(5432),
+        "database": database,
+        "user": user,
+        "tls": matches!(config.get_ssl_mode(), tokio_postgres::config::SslMode::Require),
+    });
+    Ok((Zeroizing::new(url.as_bytes().to_vec()), details))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionList {
+    pub connections: Vec<Connection>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidationResult {
+    #[serde(flatten)]
+    pub connection: Connection,
+    /// Each check run, in order; the first failure is the `validation_error`.
+    pub checks: Vec<AccessCheck>,
+    pub duration_ms: u64,
+}

@@ -1,0 +1,126 @@
+//! The data function: a dashboard's data (members). Every query of the current version, or
+//! one of them, with parameters from the query string; answered from cache when possible.
+//! See `common::serving`.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{Request, State},
+    http::header,
+    response::{IntoResponse, Response},
+};
+use common::{
+    ApiError, ApiResult, AppState, CurrentUser, dashboards,
+    domain::Role,
+    error::Problem,
+    extract::Path,
+    serving::{self, Outcome},
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(dashboard_data))
+        .routes(routes!(query_data))
+}
+
+fn query_pairs(req: &Request) -> Vec<(String, String)> {
+    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn json(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The data of every query of the dashboard's current version (members). Parameters come as
+/// the query string (`?region=EMEA`), typed by the dashboard's `parameters`. One failing
+/// query yields an `error` for it alone.
+#[utoipa::path(get, path = "/v1/dashboards/{slug}/data", tag = "data",
+    params(("slug" = String, Path)),
+    responses(
+        (status = 200, description = "`{dashboard_slug, version, queries: {<id>: {columns, rows, metadata} | {error}}}`", content_type = "application/json"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "Unknown or ill-typed parameter"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+async fn dashboard_data(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(slug): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    let (dashboard, _) = {
+        let client = state.db.get().await?;
+        dashboards::load(&client, &slug, &user, Role::Viewer).await?
+    };
+    let plan = serving::plan(&state, &dashboard).await?;
+    let values = serving::bind_parameters(&plan.spec, &query_pairs(&req))?;
+    let dashboard = Arc::new(dashboard);
+    let (outcomes, _) = serving::run(&state, dashboard.clone(), plan, values, None).await;
+    Ok(json(serving::render_dashboard(&dashboard, &outcomes)))
+}
+
+/// One query's data (members): `{columns, rows, metadata}`, or a problem if it fails.
+#[utoipa::path(get, path = "/v1/dashboards/{slug}/query/{query_id}/data", tag = "data",
+    params(("slug" = String, Path), ("query_id" = String, Path)),
+    responses(
+        (status = 200, description = "`{columns, rows, metadata}`", content_type = "application/json"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "The warehouse refused the query"),
+        (status = 502, body = Problem, content_type = "application/problem+json", description = "The warehouse failed"),
+))]
+async fn query_data(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((slug, query_id)): Path<(String, String)>,
+    req: Request,
+) -> ApiResult<Response> {
+    let (dashboard, _) = {
+        let client = state.db.get().await?;
+        dashboards::load(&client, &slug, &user, Role::Viewer).await?
+    };
+    let plan = serving::plan(&state, &dashboard).await?;
+    let index = plan
+        .queries
+        .iter()
+        .position(|q| q.id == query_id)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "query_not_found",
+                format!("the dashboard has no query `{query_id}`"),
+            )
+        })?;
+    let values = serving::bind_parameters(&plan.spec, &query_pairs(&req))?;
+    let (outcomes, _) = serving::run(&state, Arc::new(dashboard), plan, values, Some(index)).await;
+    let Some((_, outcome)) = outcomes.into_iter().next() else {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "a query ran without an outcome"
+        )));
+    };
+    match &outcome {
+        Outcome::Served { .. } => {
+            let mut body = Vec::new();
+            outcome.write_json(&mut body);
+            Ok(json(body))
+        }
+        Outcome::Failed { code, message } => Err(failure(code, message)),
+    }
+}
+
+/// A failed query as a problem: the warehouse's refusal is the caller's to fix (422), its
+/// failure is a bad gateway (502), a missing parameter a bad request.
+fn failure(code: &'static str, message: &str) -> ApiError {
+    use axum::http::StatusCode;
+    let status = match code {
+        "invalid_query" | "bytes_limit_exceeded" | "unsupported" => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        "parameter_required" => StatusCode::BAD_REQUEST,
+        "query_timeout" => StatusCode::GATEWAY_TIMEOUT,
+        "internal" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    ApiError::new(status, code, message.to_owned())
+}

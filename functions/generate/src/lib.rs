@@ -1,0 +1,445 @@
+//! The generate function: dashboards as YAML. Validate a draft (editors), create one under a
+//! team, read and list them (members), write a new version (editors, optionally guarded by
+//! `If-Match`), delete one (its owner or an admin), and show its lineage. Every write runs
+//! the full validation first; nothing invalid is stored.
+
+use std::collections::{BTreeMap, HashSet};
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use common::{
+    ApiError, ApiResult, AppState, CurrentUser,
+    dashboard::{
+        check::{self, ValidationReport},
+        spec::SCHEMA_JSON,
+    },
+    dashboards::{self, Dashboard, DashboardMeta},
+    domain::Role,
+    error::Problem,
+    extract::{Json, Path, Query, YamlBody},
+    pagination::PageQuery,
+    serving, sqlguard,
+    tenancy::require_team_role,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(schema))
+        .routes(routes!(validate))
+        .routes(routes!(create_dashboard, list_dashboards))
+        .routes(routes!(get_dashboard, delete_dashboard))
+        .routes(routes!(get_yaml, put_yaml))
+        .routes(routes!(lineage))
+}
+
+/// The JSON Schema of dashboard YAML v1 (for editors: add
+/// `# yaml-language-server: $schema=<this URL>` as the YAML's first line).
+#[utoipa::path(get, path = "/v1/schemas/dashboard.json", tag = "dashboards", security(()),
+    responses((status = 200, description = "JSON Schema 2020-12", content_type = "application/schema+json")))]
+async fn schema() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "application/schema+json"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        SCHEMA_JSON,
+    )
+}
+
+/// Validates a dashboard's YAML without storing it (editor in its connection's team):
+/// every problem at once, each with its path, line and column.
+#[utoipa::path(post, path = "/v1/dashboards/validate", tag = "dashboards",
+    request_body(content = String, description = "`{\"yaml\": \"…\"}` or the YAML as application/yaml"),
+    responses(
+        (status = 200, body = ValidationReport),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+))]
+async fn validate(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    YamlBody(yaml): YamlBody,
+) -> ApiResult<Json<ValidationReport>> {
+    Ok(Json(check::check(&state, &user, &yaml, None).await?.report))
+}
+
+fn meta(checked: &check::Checked) -> DashboardMeta {
+    let spec = &checked.spec;
+    DashboardMeta {
+        slug: spec.slug.clone(),
+        title: spec.title.clone(),
+        description: spec.description.clone(),
+        view_type: spec.view_type.as_str().to_owned(),
+        connection_id: checked.connection.id,
+        refresh_every_secs: spec
+            .refresh_every()
+            .map(|d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX)),
+        cache_ttl_secs: i32::try_from(spec.cache_ttl().as_secs()).unwrap_or(i32::MAX),
+    }
+}
+
+fn with_version(mut response: Response, version: i32) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+/// Creates a dashboard under a team (editor). Its YAML is validated fully; its slug must be
+/// free across Bridge.
+#[utoipa::path(post, path = "/v1/teams/{team_id}/dashboards", tag = "dashboards",
+    params(("team_id" = Uuid, Path)),
+    request_body(content = String, description = "`{\"yaml\": \"…\"}` or the YAML as application/yaml"),
+    responses(
+        (status = 201, body = Dashboard),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "Slug taken"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid dashboard"),
+))]
+async fn create_dashboard(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(team_id): Path<Uuid>,
+    YamlBody(yaml): YamlBody,
+) -> ApiResult<Response> {
+    {
+        let client = state.db.get().await?;
+        require_team_role(&client, team_id, &user, Role::Editor).await?;
+    }
+    let checked = check::require_valid(check::check(&state, &user, &yaml, Some(team_id)).await?)?;
+    let dashboard = dashboards::create(&state, team_id, &user, &meta(&checked), &yaml).await?;
+    tracing::info!(slug = %dashboard.slug, %team_id, "dashboard created");
+    let location = format!("/v1/dashboards/{}", dashboard.slug);
+    let version = dashboard.version;
+    Ok(with_version(
+        (
+            StatusCode::CREATED,
+            [(header::LOCATION, location)],
+            Json(dashboard),
+        )
+            .into_response(),
+        version,
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DashboardList {
+    pub dashboards: Vec<Dashboard>,
+    pub next_cursor: Option<String>,
+}
+
+/// A team's dashboards, by slug (members).
+#[utoipa::path(get, path = "/v1/teams/{team_id}/dashboards", tag = "dashboards",
+    params(("team_id" = Uuid, Path), PageQuery),
+    responses(
+        (status = 200, body = DashboardList),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+async fn list_dashboards(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(team_id): Path<Uuid>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<DashboardList>> {
+    let page = page.parse::<String>()?;
+    let client = state.db.get().await?;
+    require_team_role(&client, team_id, &user, Role::Viewer).await?;
+    let (dashboards, next_cursor) = dashboards::list(&client, team_id, &page).await?;
+    Ok(Json(DashboardList {
+        dashboards,
+        next_cursor,
+    }))
+}
+
+/// A dashboard's metadata (members). `ETag` is its version.
+#[utoipa::path(get, path = "/v1/dashboards/{slug}", tag = "dashboards",
+    params(("slug" = String, Path)),
+    responses(
+        (status = 200, body = Dashboard),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+async fn get_dashboard(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(slug): Path<String>,
+) -> ApiResult<Response> {
+    let client = state.db.get().await?;
+    let (dashboard, _) = dashboards::load(&client, &slug, &user, Role::Viewer).await?;
+    let version = dashboard.version;
+    Ok(with_version(Json(dashboard).into_response(), version))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct VersionQuery {
+    /// A past version (default: the current one).
+    pub version: Option<i32>,
+}
+
+/// A dashboard's YAML (members): the current version, or `?version=N`.
+#[utoipa::path(get, path = "/v1/dashboards/{slug}/yaml", tag = "dashboards",
+    params(("slug" = String, Path), VersionQuery),
+    responses(
+        (status = 200, description = "The YAML", content_type = "application/yaml"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+async fn get_yaml(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(slug): Path<String>,
+    Query(q): Query<VersionQuery>,
+) -> ApiResult<Response> {
+    if q.version.is_some_and(|v| v < 1) {
+        return Err(ApiError::invalid_field("version", "must be 1 or more"));
+    }
+    let (dashboard, _) = {
+        let client = state.db.get().await?;
+        dashboards::load(&client, &slug, &user, Role::Viewer).await?
+    };
+    let (version, yaml) = dashboards::yaml(&state, &dashboard, q.version).await?;
+    Ok(with_version(
+        (
+            [(header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
+            yaml,
+        )
+            .into_response(),
+        version,
+    ))
+}
+
+/// The version an `If-Match` header names: `"3"`, `W/"3"` or `3`.
+fn if_match(headers: &HeaderMap) -> ApiResult<Option<i32>> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    text.parse::<i32>().map(Some).map_err(|_| {
+        ApiError::invalid_field(
+            "If-Match",
+            "must be the dashboard's version as its ETag gives it, e.g. \"3\"",
+        )
+    })
+}
+
+/// Writes a new version of the dashboard's YAML (editor). With `If-Match`, only if the
+/// dashboard is still at that version (else 412). The slug cannot change.
+#[utoipa::path(put, path = "/v1/dashboards/{slug}/yaml", tag = "dashboards",
+    params(("slug" = String, Path), ("If-Match" = Option<String>, Header, description = "Expected current version")),
+    request_body(content = String, description = "`{\"yaml\": \"…\"}` or the YAML as application/yaml"),
+    responses(
+        (status = 200, body = Dashboard),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 412, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+async fn put_yaml(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    YamlBody(yaml): YamlBody,
+) -> ApiResult<Response> {
+    let expected = if_match(&headers)?;
+    let (current, _) = {
+        let client = state.db.get().await?;
+        dashboards::load(&client, &slug, &user, Role::Editor).await?
+    };
+    let checked =
+        check::require_valid(check::check(&state, &user, &yaml, Some(current.team_id)).await?)?;
+    if checked.spec.slug != current.slug {
+        let mut e = ApiError::unprocessable(vec![common::error::FieldError::new(
+            "slug",
+            format!(
+                "must stay `{}`: a dashboard's slug cannot change",
+                current.slug
+            ),
+        )]);
+        e.code = "invalid_dashboard";
+        return Err(e);
+    }
+    let dashboard =
+        dashboards::update(&state, &current, &user, &meta(&checked), &yaml, expected).await?;
+    tracing::info!(slug = %dashboard.slug, version = dashboard.version, "dashboard updated");
+    let version = dashboard.version;
+    Ok(with_version(Json(dashboard).into_response(), version))
+}
+
+/// Deletes a dashboard, its versions and its cached results (its owner, or an admin).
+#[utoipa::path(delete, path = "/v1/dashboards/{slug}", tag = "dashboards",
+    params(("slug" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+async fn delete_dashboard(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(slug): Path<String>,
+) -> ApiResult<StatusCode> {
+    let (dashboard, role) = {
+        let client = state.db.get().await?;
+        dashboards::load(&client, &slug, &user, Role::Viewer).await?
+    };
+    let owner = dashboard.owner_user_id == Some(user.id) && role >= Role::Editor;
+    if !owner && role < Role::Admin {
+        return Err(ApiError::forbidden(
+            "only the dashboard's owner or a team admin may delete it",
+        ));
+    }
+    dashboards::delete(&state, &dashboard).await?;
+    tracing::info!(%slug, "dashboard deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LineageNode {
+    /// `dashboard:<slug>`, `tile:<id>`, `query:<id>` or `table:<dataset.table>`.
+    pub id: String,
+    /// `dashboard`, `tile`, `query` or `table`.
+    pub kind: &'static str,
+    pub label: String,
+    /// Tiles: their type. Tables: the catalog's table id, when scanned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LineageEdge {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Lineage {
+    pub dashboard_slug: String,
+    pub version: i32,
+    pub nodes: Vec<LineageNode>,
+    pub edges: Vec<LineageEdge>,
+}
+
+/// What the dashboard is made of, down to warehouse tables (members): dashboard → tile →
+/// query → (query it refs) → table, from the parsed SQL.
+#[utoipa::path(get, path = "/v1/dashboards/{slug}/lineage", tag = "dashboards",
+    params(("slug" = String, Path)),
+    responses(
+        (status = 200, body = Lineage),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+async fn lineage(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(slug): Path<String>,
+) -> ApiResult<Json<Lineage>> {
+    let client = state.db.get().await?;
+    let (dashboard, _) = dashboards::load(&client, &slug, &user, Role::Viewer).await?;
+    let plan = serving::plan(&state, &dashboard).await?;
+    let catalog: BTreeMap<(String, String), Uuid> = client
+        .query(
+            "SELECT d.name, t.name, t.id FROM tables t JOIN datasets d ON d.id = t.dataset_id WHERE d.connection_id = $1",
+            &[&dashboard.connection_id],
+        )
+        .await?
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect();
+    let mut nodes = vec![LineageNode {
+        id: format!("dashboard:{slug}"),
+        kind: "dashboard",
+        label: plan.spec.title.clone(),
+        detail: None,
+    }];
+    let mut edges = Vec::new();
+    for tile in &plan.spec.layout {
+        let id = format!("tile:{}", tile.id);
+        nodes.push(LineageNode {
+            id: id.clone(),
+            kind: "tile",
+            label: tile.title.clone().unwrap_or_else(|| tile.id.clone()),
+            detail: Some(tile.r#type.as_str().to_owned()),
+        });
+        edges.push(LineageEdge {
+            from: format!("dashboard:{slug}"),
+            to: id.clone(),
+        });
+        if let Some(q) = &tile.query {
+            edges.push(LineageEdge {
+                from: id,
+                to: format!("query:{q}"),
+            });
+        }
+    }
+    // Each compiled query reads its own tables and its refs'; a query's direct tables are
+    // those its refs do not account for.
+    let read: BTreeMap<&str, Vec<(String, String)>> = plan
+        .queries
+        .iter()
+        .map(|q| {
+            let tables = sqlguard::check(&q.sql, plan.dialect)
+                .map(|ts| ts.into_iter().map(|t| (t.dataset, t.table)).collect())
+                .unwrap_or_default();
+            (q.id.as_str(), tables)
+        })
+        .collect();
+    let mut tables: BTreeMap<(String, String), ()> = BTreeMap::new();
+    for q in &plan.queries {
+        nodes.push(LineageNode {
+            id: format!("query:{}", q.id),
+            kind: "query",
+            label: q.id.clone(),
+            detail: None,
+        });
+        let via_refs: HashSet<&(String, String)> = q
+            .refs
+            .iter()
+            .flat_map(|r| read.get(r.as_str()).into_iter().flatten())
+            .collect();
+        let direct_refs = common::dashboard::template::refs(
+            plan.spec
+                .queries
+                .iter()
+                .find(|s| s.id == q.id)
+                .map(|s| s.sql.as_str())
+                .unwrap_or(""),
+        );
+        for r in direct_refs {
+            edges.push(LineageEdge {
+                from: format!("query:{}", q.id),
+                to: format!("query:{r}"),
+            });
+        }
+        for t in read.get(q.id.as_str()).into_iter().flatten() {
+            if !via_refs.contains(t) {
+                edges.push(LineageEdge {
+                    from: format!("query:{}", q.id),
+                    to: format!("table:{}.{}", t.0, t.1),
+                });
+                tables.insert(t.clone(), ());
+            }
+        }
+    }
+    for (t, _) in tables {
+        nodes.push(LineageNode {
+            id: format!("table:{}.{}", t.0, t.1),
+            kind: "table",
+            label: format!("{}.{}", t.0, t.1),
+            detail: catalog.get(&t).map(Uuid::to_string),
+        });
+    }
+    Ok(Json(Lineage {
+        dashboard_slug: dashboard.slug,
+        version: dashboard.version,
+        nodes,
+        edges,
+    }))
+}

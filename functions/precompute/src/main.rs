@@ -1,0 +1,7 @@
+//! The `precompute` function: HTTP routes, plus EventBridge's scheduled events on Lambda.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    common::app::run_function_with_events("precompute", precompute::router, precompute::on_event)
+        .await
+}

@@ -1,0 +1,6 @@
+//! The `teams` function: one binary for Lambda, Cloud Run and local use.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    common::app::run_function("teams", teams::router, false).await
+}

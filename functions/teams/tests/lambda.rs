@@ -1,0 +1,91 @@
+//! The Lambda path: every API Gateway v2 event in `events/teams/` goes through
+//! `lambda_http`'s own adapter (what `lambda_http::run` wraps the router in) and must come
+//! back as the API Gateway response we expect.
+//!
+//! Events hold placeholders filled in here: `{{token}}` (a dev token generated for the
+//! test), `{{team_id}}` and `{{user_id}}` (created by the test).
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+
+use common::testing::{TestApp, assert_lambda_response, event_files, lambda_invoke};
+use serde_json::{Value, json};
+
+/// Each event file and the status its response must carry, in the order they run.
+const EXPECTED: &[(&str, u16)] = &[
+    ("health", 200),
+    ("ready", 200),
+    ("create-team", 201),
+    ("create-team-base64", 201),
+    ("create-team-malformed", 422),
+    ("list-teams", 200),
+    ("get-team", 200),
+    ("get-team-unauthenticated", 401),
+    ("patch-team", 200),
+    ("list-members", 200),
+    ("add-member", 201),
+    ("update-member", 200),
+    ("remove-member", 204),
+];
+
+#[tokio::test]
+async fn every_event_file_runs_through_the_lambda_adapter() {
+    let app = TestApp::spawn(teams::router()).await;
+    let token = app.token("lambda@example.com");
+    let team = app
+        .post("/v1/teams")
+        .bearer(&token)
+        .json(&json!({ "name": "Lambda" }))
+        .send()
+        .await
+        .json();
+    let team_id = team["id"].as_str().unwrap().to_owned();
+    let added = app
+        .post(&format!("/v1/teams/{team_id}/members"))
+        .bearer(&token)
+        .json(&json!({ "email": "member@example.com", "role": "viewer" }))
+        .send()
+        .await
+        .json();
+    let user_id = added["user_id"].as_str().unwrap().to_owned();
+
+    let (dir, on_disk) = event_files("teams");
+    let expected: BTreeSet<String> = EXPECTED.iter().map(|(n, _)| (*n).to_owned()).collect();
+    assert_eq!(
+        on_disk, expected,
+        "every event file needs an expectation here, and vice versa"
+    );
+
+    for (name, status) in EXPECTED {
+        let raw = std::fs::read_to_string(dir.join(format!("{name}.json")))
+            .unwrap()
+            .replace("{{token}}", &token)
+            .replace("{{team_id}}", &team_id)
+            .replace("{{user_id}}", &user_id);
+        let event: Value = serde_json::from_str(&raw).unwrap();
+        let response = lambda_invoke(&app.router, &raw).await;
+        assert_lambda_response(name, &event, &response, *status);
+    }
+
+    // The writes the events made are really there.
+    let after = app
+        .get(&format!("/v1/teams/{team_id}"))
+        .bearer(&token)
+        .send()
+        .await
+        .json();
+    assert_eq!(after["name"], "Data Platform EU");
+    assert_eq!(after["settings"]["max_bytes_billed"], 200_000_000);
+    let mine = app.get("/v1/teams").bearer(&token).send().await.json();
+    let names: BTreeSet<&str> = mine["teams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains("Data Platform") && names.contains("Growth Analytics"),
+        "{names:?}"
+    );
+}

@@ -1,0 +1,126 @@
+# One Lambda per enabled function: the same binary that Cloud Run runs, built by
+# `cargo lambda build --release --arm64` into <artifacts_dir>/<name>/bootstrap.zip.
+
+locals {
+  bucket_env = {
+    for purpose, b in aws_s3_bucket.bridge : "${upper(purpose)}_BUCKET" => "s3://${b.bucket}"
+  }
+
+  # Settings every function reads (common/src/settings.rs, plus buckets and key).
+  common_env = merge(
+    {
+      BRIDGE_ENV         = "production"
+      AUTH_MODE          = "oidc"
+      AUTH_ISSUER        = var.auth_issuer
+      AUTH_AUDIENCE      = var.auth_audience
+      DATABASE_POOL_SIZE = tostring(var.database_pool_size)
+      LOG_FORMAT         = "json"
+      RUST_LOG           = var.rust_log
+      KMS_KEY_URI        = "awskms://${aws_kms_key.bridge.arn}"
+    },
+    local.bucket_env,
+    var.auth_jwks_url == null ? {} : { AUTH_JWKS_URL = var.auth_jwks_url },
+    var.database_ca_file == null ? {} : { DATABASE_CA_FILE = var.database_ca_file },
+    length(var.cors_allowed_origins) == 0 ? {} : { CORS_ALLOWED_ORIGINS = join(",", var.cors_allowed_origins) },
+  )
+
+  # Secret values, read at deploy time from Secrets Manager (see secrets.tf for why and what
+  # that implies). Sensitive: plans show them as (sensitive value).
+  database_env  = { DATABASE_URL = data.aws_secretsmanager_secret_version.database_url.secret_string }
+  anthropic_env = { for v in data.aws_secretsmanager_secret_version.anthropic_api_key : "ANTHROPIC_API_KEY" => v.secret_string }
+}
+
+resource "aws_lambda_function" "fn" {
+  # checkov:skip=CKV_AWS_116: invoked synchronously (API Gateway, Function URL); the scheduled invocation's failure is logged and retried by the next tick
+  # checkov:skip=CKV_AWS_117: VPC attachment is optional (var.vpc_subnet_ids): needed only when the database is private, and it then requires NAT for KMS, S3, the issuer, warehouses and the LLM API
+  # checkov:skip=CKV_AWS_272: artifacts are built and uploaded by this stack from cargo lambda zips; code signing needs an AWS Signer pipeline that does not exist yet
+  for_each = local.functions
+
+  function_name = "${var.name_prefix}-${each.key}"
+  description   = "Bridge ${each.key} function"
+  role          = aws_iam_role.fn[each.key].arn
+
+  runtime       = "provided.al2023"
+  architectures = ["arm64"]
+  handler       = "bootstrap"
+
+  filename         = "${local.artifacts_dir}/${each.key}/bootstrap.zip"
+  source_code_hash = filebase64sha256("${local.artifacts_dir}/${each.key}/bootstrap.zip")
+
+  memory_size                    = each.value.memory_mb
+  timeout                        = min(each.value.timeout_s, 900)
+  reserved_concurrent_executions = coalesce(each.value.reserved_concurrency, -1)
+
+  kms_key_arn = aws_kms_key.bridge.arn
+
+  environment {
+    variables = merge(
+      local.common_env,
+      local.database_env,
+      each.value.llm ? local.anthropic_env : {},
+    )
+  }
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  dynamic "vpc_config" {
+    for_each = local.in_vpc ? [1] : []
+
+    content {
+      subnet_ids         = var.vpc_subnet_ids
+      security_group_ids = var.vpc_security_group_ids
+    }
+  }
+
+  depends_on = [
+    aws_cloudwatch_log_group.fn,
+    aws_iam_role_policy.fn,
+    aws_iam_role_policy_attachment.vpc,
+  ]
+}
+
+# ---- streaming functions: Lambda Function URLs -----------------------------------------------
+#
+# API Gateway HTTP APIs buffer the whole response, so the SSE functions (chat, generate) are
+# reached through their own Function URL in RESPONSE_STREAM mode, for all their routes: their
+# binary speaks the streaming runtime protocol, which API Gateway cannot invoke. Clients use
+# the function URL (outputs.function_urls) as the base URL for those functions' routes.
+#
+# Auth type NONE: the URL is public and the function itself verifies the bearer JWT (issuer,
+# audience, signature against the JWKS) on every /v1 route, exactly as behind API Gateway.
+# AWS_IAM would require browsers to SigV4-sign requests, which they cannot.
+
+resource "aws_lambda_function_url" "stream" {
+  # checkov:skip=CKV_AWS_258: public by design; every /v1 route verifies the bearer JWT in the function, and AWS_IAM auth cannot be used by browser clients
+  for_each = local.streaming_functions
+
+  function_name      = aws_lambda_function.fn[each.key].function_name
+  authorization_type = "NONE"
+  invoke_mode        = "RESPONSE_STREAM"
+}
+
+# Since October 2025 a public Function URL needs both statements: InvokeFunctionUrl for the
+# URL, and InvokeFunction restricted to invocations that come through the URL.
+resource "aws_lambda_permission" "url_public" {
+  # checkov:skip=CKV_AWS_301: the streaming Function URL is public by design (auth type NONE); the function verifies the bearer JWT
+  for_each = local.streaming_functions
+
+  statement_id           = "BridgePublicFunctionUrl"
+  action                 = "lambda:InvokeFunctionUrl"
+  function_name          = aws_lambda_function.fn[each.key].function_name
+  principal              = "*"
+  function_url_auth_type = "NONE"
+}
+
+resource "aws_lambda_permission" "url_invoke" {
+  # checkov:skip=CKV_AWS_301: limited to invocations through the Function URL (lambda:InvokedViaFunctionUrl); the function verifies the bearer JWT
+  for_each = local.streaming_functions
+
+  statement_id             = "BridgeInvokeViaFunctionUrl"
+  action                   = "lambda:InvokeFunction"
+  function_name            = aws_lambda_function.fn[each.key].function_name
+  principal                = "*"
+  invoked_via_function_url = true
+}

@@ -1,0 +1,47 @@
+output "api_url" {
+  description = "Base URL of the HTTP API (every non-streaming function's routes)."
+  value       = aws_apigatewayv2_stage.default.invoke_url
+}
+
+output "function_urls" {
+  description = "Base URL of each streaming function (chat, generate): all of that function's routes are served there."
+  value       = { for name, url in aws_lambda_function_url.stream : name => url.function_url }
+}
+
+output "function_names" {
+  description = "Lambda function name of each deployed function."
+  value       = { for name, f in aws_lambda_function.fn : name => f.function_name }
+}
+
+output "routes" {
+  description = "Which function serves which route, and through which entry point."
+  value = {
+    for name, f in local.functions : name => {
+      entry  = f.streaming ? "function_url" : "api"
+      routes = [for r in f.routes : r.key]
+    }
+  }
+}
+
+output "bucket_names" {
+  description = "Bucket name of each purpose."
+  value       = { for purpose, b in aws_s3_bucket.bridge : purpose => b.bucket }
+}
+
+output "kms_key_arn" {
+  description = "ARN of the bridge key."
+  value       = aws_kms_key.bridge.arn
+}
+
+output "kms_key_uri" {
+  description = "KMS_KEY_URI as the functions receive it."
+  value       = "awskms://${aws_kms_key.bridge.arn}"
+}
+
+output "secret_arns" {
+  description = "Secrets whose values must be put out of band (see secrets.tf)."
+  value = merge(
+    { database_url = aws_secretsmanager_secret.database_url.arn },
+    { for s in aws_secretsmanager_secret.anthropic_api_key : "anthropic_api_key" => s.arn },
+  )
+}

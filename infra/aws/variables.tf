@@ -1,0 +1,187 @@
+# ---- where and what -------------------------------------------------------------------------
+
+variable "region" {
+  description = "AWS region to deploy into."
+  type        = string
+  default     = "eu-west-1"
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (functions, roles, log groups, API, key alias). Use one per environment, e.g. bridge-prod."
+  type        = string
+  default     = "bridge"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-32 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource (on top of Project and ManagedBy)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "artifacts_dir" {
+  description = "Directory holding <function>/bootstrap.zip as written by `cargo lambda build --release --arm64`. Defaults to target/lambda at the repository root, relative to this directory."
+  type        = string
+  default     = null
+}
+
+variable "function_overrides" {
+  description = "Per-deployment changes to the function catalogue (infra/catalogue/functions.tf), by function name: enabled, memory_mb, timeout_s, reserved_concurrency. Example: { chat = { enabled = true }, data = { memory_mb = 2048 } }."
+  type = map(object({
+    enabled              = optional(bool)
+    memory_mb            = optional(number)
+    timeout_s            = optional(number)
+    reserved_concurrency = optional(number)
+    max_instances        = optional(number)
+  }))
+  default = {}
+}
+
+variable "default_function" {
+  description = "Non-streaming function that answers the API's $default route: unrouted paths, GET /health, GET /ready and CORS preflights."
+  type        = string
+  default     = "teams"
+}
+
+# ---- identity -------------------------------------------------------------------------------
+
+variable "auth_issuer" {
+  description = "OIDC issuer of the bearer tokens (AUTH_ISSUER), exactly as it appears in the tokens' `iss` claim."
+  type        = string
+
+  validation {
+    condition     = startswith(var.auth_issuer, "https://")
+    error_message = "auth_issuer must be an https:// URL."
+  }
+}
+
+variable "auth_audience" {
+  description = "Audience the tokens must carry (AUTH_AUDIENCE)."
+  type        = string
+}
+
+variable "auth_jwks_url" {
+  description = "JWKS URL (AUTH_JWKS_URL); null lets the functions discover it from the issuer."
+  type        = string
+  default     = null
+}
+
+variable "api_jwt_authorizer" {
+  description = "Also verify bearer tokens at API Gateway with a JWT authorizer (issuer + audience) before a function is invoked. The functions verify them regardless; this turns away bad tokens without paying for an invocation. Needs the issuer to publish /.well-known/openid-configuration."
+  type        = bool
+  default     = true
+}
+
+variable "cors_allowed_origins" {
+  description = "Browser origins allowed to call the API (CORS_ALLOWED_ORIGINS). The functions answer CORS themselves, including preflights."
+  type        = list(string)
+  default     = []
+}
+
+# ---- runtime settings -----------------------------------------------------------------------
+
+variable "rust_log" {
+  description = "RUST_LOG filter of the functions."
+  type        = string
+  default     = "info"
+}
+
+variable "database_pool_size" {
+  description = "DATABASE_POOL_SIZE per Lambda instance. One instance serves one request at a time, so keep it small; Postgres sees up to (concurrent instances x this) connections, which is why an RDS Proxy in front of the database is recommended."
+  type        = number
+  default     = 2
+}
+
+variable "database_ca_file" {
+  description = "DATABASE_CA_FILE: path, inside the Lambda, of the PEM bundle that verifies the database (e.g. the RDS CA bundle shipped in a layer under /opt). null: the system roots."
+  type        = string
+  default     = null
+}
+
+variable "vpc_subnet_ids" {
+  description = "Private subnets to attach the functions to, when the database is only reachable inside a VPC. The subnets then need a NAT gateway (or VPC endpoints) for KMS, S3, the token issuer, warehouses and the LLM API. Empty: no VPC."
+  type        = list(string)
+  default     = []
+}
+
+variable "vpc_security_group_ids" {
+  description = "Security groups of the functions when vpc_subnet_ids is set."
+  type        = list(string)
+  default     = []
+}
+
+# ---- edge -----------------------------------------------------------------------------------
+
+variable "api_throttling_burst_limit" {
+  description = "API Gateway burst limit (requests) across all routes of the stage."
+  type        = number
+  default     = 200
+}
+
+variable "api_throttling_rate_limit" {
+  description = "API Gateway steady-state limit (requests per second) across all routes of the stage."
+  type        = number
+  default     = 100
+}
+
+# ---- schedule -------------------------------------------------------------------------------
+
+variable "precompute_schedule" {
+  description = "EventBridge schedule expression for scheduled functions (precompute)."
+  type        = string
+  default     = "rate(15 minutes)"
+}
+
+variable "precompute_schedule_enabled" {
+  description = "Whether the schedule rule is enabled (false keeps it, paused)."
+  type        = bool
+  default     = true
+}
+
+# ---- storage, keys, logs --------------------------------------------------------------------
+
+variable "bucket_name_prefix" {
+  description = "Prefix of the four bucket names (<prefix>-credentials, ...). Bucket names are global; the default, <name_prefix>-<account id>-<region>, is unique per account and region."
+  type        = string
+  default     = null
+}
+
+variable "cache_expire_days" {
+  description = "Days after which cache objects are deleted."
+  type        = number
+  default     = 7
+}
+
+variable "sessions_expire_days" {
+  description = "Days after which chat session logs are deleted."
+  type        = number
+  default     = 90
+}
+
+variable "noncurrent_version_expire_days" {
+  description = "Days old versions of credentials and dashboards objects are kept after being replaced or deleted."
+  type        = number
+  default     = 90
+}
+
+variable "access_logs_bucket" {
+  description = "Existing bucket receiving S3 server access logs of the four buckets (it must allow logging.s3.amazonaws.com to write). null: no server access logs."
+  type        = string
+  default     = null
+}
+
+variable "kms_deletion_window_days" {
+  description = "Waiting period before the key is deleted after a destroy. Deleting it makes every stored credential unreadable."
+  type        = number
+  default     = 30
+}
+
+variable "log_retention_days" {
+  description = "Retention of the functions' and the API's CloudWatch log groups."
+  type        = number
+  default     = 365
+}

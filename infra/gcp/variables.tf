@@ -1,0 +1,281 @@
+# ---- where and what -------------------------------------------------------------------------
+
+variable "project_id" {
+  description = "Google Cloud project to deploy into."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the Cloud Run services, key ring, buckets and scheduler jobs."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (services, service accounts, buckets, key ring, load balancer). Use one per environment, e.g. bridge-prod."
+  type        = string
+  default     = "bridge"
+
+  validation {
+    # Service account ids are <prefix>-<function>, at most 30 characters.
+    condition     = can(regex("^[a-z][a-z0-9-]{1,16}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-18 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "labels" {
+  description = "Labels added to every resource that takes labels (on top of app and managed-by)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "enable_apis" {
+  description = "Enable the Google APIs this stack uses (Cloud Run, Compute, KMS, Secret Manager, Scheduler, Storage). Disable when the project's APIs are managed elsewhere."
+  type        = bool
+  default     = true
+}
+
+variable "deletion_protection" {
+  description = "Refuse to destroy the Cloud Run services while true. Off by default: the services are stateless, and disabling a function in the catalogue destroys its service."
+  type        = bool
+  default     = false
+}
+
+# ---- images ---------------------------------------------------------------------------------
+
+variable "image_repository" {
+  description = "Artifact Registry repository holding one image per function, built from infra/docker/Dockerfile with --build-arg FUNCTION=<name>, e.g. europe-west1-docker.pkg.dev/my-project/bridge. The image of function f is <image_repository>/<f>:<image_tag>."
+  type        = string
+}
+
+variable "image_tag" {
+  description = "Image tag deployed for every function; prefer an immutable one such as the git commit (image_overrides pins digests)."
+  type        = string
+}
+
+variable "image_overrides" {
+  description = "Full image reference per function name, replacing <image_repository>/<name>:<image_tag> (e.g. to pin a digest)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "function_overrides" {
+  description = "Per-deployment changes to the function catalogue (infra/catalogue/functions.tf), by function name: enabled, memory_mb, timeout_s, max_instances. Example: { chat = { enabled = true }, data = { memory_mb = 2048 } }."
+  type = map(object({
+    enabled              = optional(bool)
+    memory_mb            = optional(number)
+    timeout_s            = optional(number)
+    reserved_concurrency = optional(number)
+    max_instances        = optional(number)
+  }))
+  default = {}
+}
+
+variable "default_function" {
+  description = "Function that answers requests no route claims, GET /health and GET /ready at the load balancer."
+  type        = string
+  default     = "teams"
+}
+
+# ---- identity -------------------------------------------------------------------------------
+
+variable "auth_issuer" {
+  description = "OIDC issuer of the bearer tokens (AUTH_ISSUER)."
+  type        = string
+
+  validation {
+    condition     = startswith(var.auth_issuer, "https://")
+    error_message = "auth_issuer must be an https:// URL."
+  }
+}
+
+variable "auth_audience" {
+  description = "Audience the tokens must carry (AUTH_AUDIENCE)."
+  type        = string
+}
+
+variable "auth_jwks_url" {
+  description = "JWKS URL (AUTH_JWKS_URL); null lets the functions discover it from the issuer."
+  type        = string
+  default     = null
+}
+
+variable "cors_allowed_origins" {
+  description = "Browser origins allowed to call the API (CORS_ALLOWED_ORIGINS). The functions answer CORS themselves."
+  type        = list(string)
+  default     = []
+}
+
+variable "allow_unauthenticated" {
+  description = "Let Cloud Run admit requests without a Google identity token (allUsers may invoke). Needed because end users carry the issuer's JWT, which the functions verify, not a Google token; ingress still only admits the load balancer and same-project callers."
+  type        = bool
+  default     = true
+}
+
+# ---- runtime settings -----------------------------------------------------------------------
+
+variable "rust_log" {
+  description = "RUST_LOG filter of the functions."
+  type        = string
+  default     = "info"
+}
+
+variable "database_pool_size" {
+  description = "DATABASE_POOL_SIZE per instance. Postgres sees up to (functions x max_instances x this) connections."
+  type        = number
+  default     = 4
+}
+
+variable "database_ca_file" {
+  description = "DATABASE_CA_FILE: path, inside the container, of the PEM bundle that verifies the database. null: the system roots."
+  type        = string
+  default     = null
+}
+
+variable "cloud_sql_instance" {
+  description = "Cloud SQL connection name (project:region:instance). When set, it is mounted at /cloudsql in every service and the service accounts get roles/cloudsql.client; DATABASE_URL can then use host=/cloudsql/<connection name>."
+  type        = string
+  default     = null
+}
+
+variable "vpc_network" {
+  description = "VPC network for Direct VPC egress to private ranges (e.g. a database on a private IP). null: no VPC egress."
+  type        = string
+  default     = null
+}
+
+variable "vpc_subnetwork" {
+  description = "Subnetwork for Direct VPC egress, with vpc_network."
+  type        = string
+  default     = null
+}
+
+variable "container_concurrency" {
+  description = "Concurrent requests per Cloud Run instance."
+  type        = number
+  default     = 80
+}
+
+variable "min_instances" {
+  description = "Minimum instances per service (0 scales to zero)."
+  type        = number
+  default     = 0
+}
+
+variable "max_instances" {
+  description = "Maximum instances per service, unless the function's override sets max_instances."
+  type        = number
+  default     = 5
+}
+
+# ---- edge -----------------------------------------------------------------------------------
+
+variable "domain" {
+  description = "Domain name served by the HTTPS load balancer (a Google-managed certificate is issued for it once its DNS A record points at outputs.load_balancer_ip)."
+  type        = string
+}
+
+variable "enable_cloud_armor" {
+  description = "Attach a Cloud Armor policy (per-IP throttling, Log4Shell rule) to every backend."
+  type        = bool
+  default     = true
+}
+
+variable "armor_rate_limit_per_minute" {
+  description = "Requests per minute one client IP may make before Cloud Armor answers 429."
+  type        = number
+  default     = 600
+}
+
+# ---- schedule -------------------------------------------------------------------------------
+
+variable "precompute_schedule" {
+  description = "Cron schedule of the scheduled functions (precompute)."
+  type        = string
+  default     = "*/15 * * * *"
+}
+
+variable "precompute_schedule_enabled" {
+  description = "Whether the scheduler job runs (false keeps it, paused)."
+  type        = bool
+  default     = true
+}
+
+variable "schedule_time_zone" {
+  description = "Time zone of the schedule."
+  type        = string
+  default     = "Etc/UTC"
+}
+
+variable "scheduler_region" {
+  description = "Cloud Scheduler location, when the services' region has no Cloud Scheduler. null: var.region."
+  type        = string
+  default     = null
+}
+
+variable "precompute_scheduler_path" {
+  description = "Path the scheduler POSTs to on the precompute service. It is not routed by the load balancer, so only same-project callers such as Cloud Scheduler reach it."
+  type        = string
+  default     = "/internal/precompute"
+}
+
+# ---- storage, keys --------------------------------------------------------------------------
+
+variable "bucket_name_prefix" {
+  description = "Prefix of the four bucket names (<prefix>-credentials, ...). Bucket names are global; the default, <project_id>-<name_prefix>, is unique."
+  type        = string
+  default     = null
+}
+
+variable "bucket_location" {
+  description = "Location of the buckets. null: var.region. With bucket_cmek the key ring (kms_location) must be in the same location."
+  type        = string
+  default     = null
+}
+
+variable "bucket_cmek" {
+  description = "Encrypt the buckets with the bridge key (CMEK) instead of Google-managed keys."
+  type        = bool
+  default     = true
+}
+
+variable "cache_expire_days" {
+  description = "Days after which cache objects are deleted."
+  type        = number
+  default     = 7
+}
+
+variable "sessions_expire_days" {
+  description = "Days after which chat session logs are deleted."
+  type        = number
+  default     = 90
+}
+
+variable "noncurrent_version_expire_days" {
+  description = "Days old versions of credentials and dashboards objects are kept after being replaced or deleted."
+  type        = number
+  default     = 90
+}
+
+variable "access_logs_bucket" {
+  description = "Existing bucket receiving usage logs of the four buckets. null: none (Cloud Audit Logs data access logs are the alternative)."
+  type        = string
+  default     = null
+}
+
+variable "kms_location" {
+  description = "Location of the key ring. null: var.region. With bucket_cmek it must match the buckets' location (e.g. europe for the EU multi-region)."
+  type        = string
+  default     = null
+}
+
+variable "kms_protection_level" {
+  description = "SOFTWARE or HSM for the bridge key."
+  type        = string
+  default     = "SOFTWARE"
+
+  validation {
+    condition     = contains(["SOFTWARE", "HSM"], var.kms_protection_level)
+    error_message = "kms_protection_level must be SOFTWARE or HSM."
+  }
+}

@@ -1,0 +1,184 @@
+# Shared helpers for scripts/run and scripts/test. Sourced, not run.
+
+# Loads .env (if present) into the environment, like the functions' platforms would.
+load_dotenv() {
+  if [ -f .env ]; then
+    set -a
+    # shellcheck disable=SC1091
+    . ./.env
+    set +a
+  fi
+}
+
+# True when initdb and pg_ctl can be found the way Bridge looks for them.
+have_postgres_binaries() {
+  if [ -n "${BRIDGE_PG_BIN_DIR:-}" ]; then
+    [ -x "$BRIDGE_PG_BIN_DIR/initdb" ] && [ -x "$BRIDGE_PG_BIN_DIR/pg_ctl" ]
+    return
+  fi
+  command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1 && return 0
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+
+# Offers to install the Postgres server binaries on Debian/Ubuntu when nothing else will do.
+ensure_postgres_binaries() {
+  have_postgres_binaries && return 0
+  if command -v apt-get >/dev/null 2>&1; then
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "==> PostgreSQL server binaries not found; installing them: $sudo apt-get install -y postgresql"
+    $sudo apt-get install -y --no-install-recommends postgresql \
+      || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends postgresql; }
+  else
+    echo "PostgreSQL server binaries (initdb, pg_ctl) are needed, or set DATABASE_URL." >&2
+    echo "macOS: brew install postgresql@16   Other systems: your package manager's postgresql server." >&2
+    return 1
+  fi
+}
+
+# Does a Postgres answer on 127.0.0.1:5432 (as the tests would try it)?
+local_postgres_answers() {
+  command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432 -U postgres
+}
+
+# The Python emulators the tests run against (bqemulator, moto), in .venv-emu at the repo
+# root: created when missing, reinstalled only when scripts/emulators.txt changes (its hash
+# is kept in .venv-emu/requirements.sha256), and DuckDB's spatial and avro extensions
+# installed once from their wheels so that bqemulator starts without the internet.
+ensure_emulators() {
+  local venv=.venv-emu req=scripts/emulators.txt
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "==> creating $venv"
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+      rm -rf "$venv"
+      if command -v apt-get >/dev/null 2>&1; then
+        local sudo="" pkg
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        pkg="python$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')-venv"
+        echo "==> python3 venv module missing; installing it: $sudo apt-get install -y $pkg"
+        $sudo apt-get install -y --no-install-recommends "$pkg" python3-venv \
+          || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends "$pkg" python3-venv; } \
+          || $sudo apt-get install -y --no-install-recommends python3-venv
+      else
+        echo "python3 with its venv module is needed for the emulators (bqemulator, moto)." >&2
+        return 1
+      fi
+      python3 -m venv "$venv"
+    fi
+  fi
+  local want have=""
+  want=$( (cat "$req"; "$venv/bin/python" -V) | sha256sum | cut -d' ' -f1)
+  [ -f "$venv/requirements.sha256" ] && have=$(cat "$venv/requirements.sha256")
+  if [ "$want" != "$have" ]; then
+    echo "==> installing the emulators ($req) into $venv"
+    rm -f "$venv/requirements.sha256"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+    echo "$want" > "$venv/requirements.sha256"
+  fi
+  # DuckDB looks for extensions under ~/.duckdb: install spatial and avro from their wheels
+  # when absent, or bqemulator tries to download them at start (and dies without spatial).
+  "$venv/bin/python" - <<'PY'
+import importlib, pathlib, duckdb
+con = duckdb.connect()
+for name in ("spatial", "avro"):
+    row = con.execute("SELECT installed FROM duckdb_extensions() WHERE extension_name = ?", [name]).fetchone()
+    if not (row and row[0]):
+        module = importlib.import_module(f"duckdb_extension_{name}")
+        path = next(pathlib.Path(module.__file__).parent.rglob("*.duckdb_extension"))
+        con.execute(f"INSTALL '{path}'")
+        print(f"==> installed DuckDB's {name} extension from {path}")
+PY
+}
+
+# Where the emulators keep their logs, and where test processes record instances they start.
+emulators_dir() {
+  echo "${CARGO_TARGET_DIR:-target}/emulators"
+}
+
+# Stops emulator instances that test processes started on their own and recorded in
+# target/emulators/*.json (only if the pid still runs that emulator).
+stop_recorded_emulators() {
+  local f pid
+  for f in "$(emulators_dir)"/*.json; do
+    [ -f "$f" ] || continue
+    pid=$(sed -n 's/.*"pid": *\([0-9][0-9]*\).*/\1/p' "$f")
+    if [ -n "$pid" ] && ps -p "$pid" -o command= 2>/dev/null | grep -qE 'moto_server|bqemulator'; then
+      # Started in a process group of its own: stop the group, else the process.
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    fi
+    rm -f "$f"
+  done
+}
+
+# Waits until URL answers: `any` HTTP answer, or `ok` (2xx). Prints the seconds it took.
+wait_for_http() {
+  local url=$1 want=$2 timeout=$3 name=$4 pid=$5 began=$EPOCHREALTIME code
+  while :; do
+    if command -v curl >/dev/null 2>&1; then
+      code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
+    else
+      code=$(.venv-emu/bin/python -c 'import sys, urllib.request as u, urllib.error as e
+try: print(u.urlopen(sys.argv[1], timeout=2).status)
+except e.HTTPError as x: print(x.code)
+except Exception: print("000")' "$url")
+    fi
+    case "$want:$code" in
+      any:000 | any: | ok:000 | ok:) ;;
+      any:*) break ;;
+      ok:2??) break ;;
+    esac
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$name exited while starting; its log:" >&2
+      tail -n 30 "$(emulators_dir)/$name.log" >&2
+      return 1
+    fi
+    if awk -v a="$began" -v b="$EPOCHREALTIME" -v t="$timeout" 'BEGIN { exit !(b - a > t) }'; then
+      echo "$name did not answer $url within ${timeout} s; see $(emulators_dir)/$name.log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# Starts moto (S3 + KMS) and bqemulator on free loopback ports and exports what the tests
+# look for: BRIDGE_TEST_MOTO_URL, BRIDGE_TEST_BQ_URL, BRIDGE_TEST_BQ_PROJECT and
+# BRIDGE_REQUIRE_EMULATORS=1. Their pids go to EMULATOR_PIDS for stop_emulators.
+EMULATOR_PIDS=()
+start_emulators() {
+  local dir ports moto_port bq_port bq_grpc began
+  dir=$(emulators_dir)
+  mkdir -p "$dir"
+  stop_recorded_emulators
+  # Three distinct free ports, held open together while they are chosen.
+  ports=$(.venv-emu/bin/python -c 'import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
+  read -r moto_port bq_port bq_grpc <<<"$ports"
+  began=$EPOCHREALTIME
+  .venv-emu/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$dir/moto.log" 2>&1 &
+  local moto_pid=$!
+  EMULATOR_PIDS+=("$moto_pid")
+  .venv-emu/bin/bqemulator start --rest-host 127.0.0.1 --rest-port "$bq_port" \
+    --grpc-host 127.0.0.1 --grpc-port "$bq_grpc" --project test-proj \
+    >"$dir/bqemulator.log" 2>&1 &
+  local bq_pid=$!
+  EMULATOR_PIDS+=("$bq_pid")
+  wait_for_http "http://127.0.0.1:$moto_port/" any 60 moto "$moto_pid"
+  echo "==> moto ready on 127.0.0.1:$moto_port after $(awk -v a="$began" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
+  wait_for_http "http://127.0.0.1:$bq_port/readyz" ok 120 bqemulator "$bq_pid"
+  echo "==> bqemulator ready on 127.0.0.1:$bq_port after $(awk -v a="$began" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
+  export BRIDGE_TEST_MOTO_URL="http://127.0.0.1:$moto_port"
+  export BRIDGE_TEST_BQ_URL="http://127.0.0.1:$bq_port"
+  export BRIDGE_TEST_BQ_PROJECT=test-proj
+  export BRIDGE_REQUIRE_EMULATORS=1
+}
+
+# Stops what start_emulators started and what test processes recorded.
+stop_emulators() {
+  local pid
+  for pid in ${EMULATOR_PIDS[@]+"${EMULATOR_PIDS[@]}"}; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  stop_recorded_emulators
+}
