@@ -21,8 +21,9 @@ fn report(what: &str, mut samples: Vec<Duration>) {
     samples.sort();
     let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
     println!(
-        "{what:<28} n={} median {:>7.1} µs  p90 {:>7.1} µs  p99 {:>7.1} µs",
+        "{what:<28} n={} min {:>7.1} µs  median {:>7.1} µs  p90 {:>7.1} µs  p99 {:>7.1} µs",
         samples.len(),
+        samples[0].as_secs_f64() * 1e6,
         pct(0.5).as_secs_f64() * 1e6,
         pct(0.9).as_secs_f64() * 1e6,
         pct(0.99).as_secs_f64() * 1e6
@@ -87,11 +88,37 @@ fn generated(queries: usize, tiles: usize) -> String {
     y
 }
 
+/// Validate, compile and guard once, as a write does.
+fn everything(source: &str) -> usize {
+    let parsed = validate::parse(source);
+    let (compiled, _) = compile(parsed.spec.as_ref().unwrap(), Dialect::Postgres);
+    compiled
+        .iter()
+        .map(|q| sqlguard::check(&q.sql, Dialect::Postgres).unwrap().len())
+        .sum::<usize>()
+}
+
 fn main() {
     let source = generated(20, 50);
     let parsed = validate::parse(&source);
     assert!(parsed.is_valid(), "{:?}", parsed.errors);
     let spec = parsed.spec.clone().unwrap();
+
+    // Instruction counts, which a shared machine's noise does not move:
+    // DASHBOARD_BENCH_STAGE=none|yaml|parse|all valgrind --tool=callgrind <bench binary>
+    // runs one stage 100 times (after the one parse above) and exits; a stage's cost is
+    // (its total - none's total) / 100.
+    if let Ok(stage) = std::env::var("DASHBOARD_BENCH_STAGE") {
+        for _ in 0..100 {
+            match stage.as_str() {
+                "yaml" => drop(black_box(yaml::load(&source).unwrap())),
+                "parse" => drop(black_box(validate::parse(&source))),
+                "none" => {}
+                _ => drop(black_box(everything(&source))),
+            }
+        }
+        return;
+    }
     println!(
         "dashboard: {} queries, {} tiles, {} bytes of YAML",
         spec.queries.len(),
@@ -146,14 +173,7 @@ fn main() {
     );
     report(
         "validate + compile + guard",
-        time(n, || {
-            let parsed = validate::parse(&source);
-            let (compiled, _) = compile(parsed.spec.as_ref().unwrap(), Dialect::Postgres);
-            compiled
-                .iter()
-                .map(|q| sqlguard::check(&q.sql, Dialect::Postgres).unwrap().len())
-                .sum::<usize>()
-        }),
+        time(n, || everything(&source)),
     );
     let compile = Instant::now();
     black_box(jsonschema::validator_for(&serde_json::from_str(SCHEMA_JSON).unwrap()).unwrap());

@@ -240,7 +240,7 @@ const INVALID: &[(&str, &str, usize, usize, &str)] = &[
     (
         "multiple-documents.yaml",
         "",
-        11,
+        10,
         1,
         "only one YAML document is allowed",
     ),
@@ -671,7 +671,7 @@ fn yaml_features_that_make_no_sense_here_are_refused_clearly() {
 
     let e = load_error("a: 1\n---\nb: 2\n");
     assert!(e.message.contains("only one YAML document"), "{e:?}");
-    assert_eq!(e.line, Some(3));
+    assert_eq!(e.line, Some(2));
 
     let e = load_error("a:\n  true: 1\n");
     assert_eq!((e.path.as_str(), e.line, e.column), ("a", Some(2), Some(3)));
@@ -1135,4 +1135,36 @@ fn limits_of_the_format_hold() {
         "{}",
         show(&parsed.errors)
     );
+}
+
+#[test]
+fn alias_expansion_is_bounded() {
+    // Each level doubles: 2^20 nodes if it were expanded.
+    let mut source = String::from("a0: &a0 [x, x]\n");
+    for i in 1..=20 {
+        let p = i - 1;
+        source.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}]\n"));
+    }
+    let e = load_error(&source);
+    assert!(e.message.contains("aliases expand to more than"), "{e:?}");
+}
+
+#[test]
+fn the_loader_reports_every_problem_at_once() {
+    let issues = yaml::load_all("a: 1\na: 2\n1: x\nb: !custom y\n").unwrap_err();
+    let found: Vec<_> = issues
+        .iter()
+        .map(|i| {
+            (
+                i.line,
+                i.message.split(':').next().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(issues.len(), 3, "{found:?}");
+    assert!(issues[0].message.contains("duplicate key `a`"));
+    assert_eq!(issues[1].line, Some(3));
+    assert!(issues[1].message.contains("the number 1"));
+    assert!(issues[2].message.contains("tags (`!custom`)"));
+    assert_eq!(issues[2].path, "b");
 }

@@ -1,7 +1,7 @@
-//! YAML to JSON with positions: [`load`] parses with saphyr's marked YAML and converts the
-//! single document to a `serde_json::Value` by the YAML 1.2 core schema, remembering where
-//! every node (and every mapping key) starts, so that any problem found later, by path, can
-//! be pointed at by line and column.
+//! YAML to JSON with positions: [`load`] reads saphyr-parser's events and builds the one
+//! document's `serde_json::Value` by the YAML 1.2 core schema directly (no YAML tree in
+//! between), remembering where every node (and every mapping key) starts, so that any
+//! problem found later, by path, can be pointed at by line and column.
 //!
 //! Scalars: `null`/`Null`/`NULL`/`~`/empty are null; `true`/`false` (and their `True`/`TRUE`
 //! spellings) booleans; decimal, `0x` and `0o` integers; decimal floats and `.inf`/`.nan`
@@ -10,14 +10,18 @@
 //! apply).
 //!
 //! Refused, each with a clear [`Issue`]: syntax errors; duplicate keys in a mapping; keys that
-//! are not strings (`1:`, `true:`, `? [a]`); tags on collections and scalars that do not match
-//! their tag (`!!int x`); a second document; more than [`MAX_YAML_BYTES`]; nesting deeper than
-//! [`MAX_DEPTH`]. Anchors and aliases are resolved by saphyr (within its expansion budget) and
-//! are fine; nodes reached through an alias carry the anchor's positions.
+//! are not strings (`1:`, `true:`, `? [a]`); tags beyond the core schema's (`!thing`) and
+//! scalars that do not match their tag (`!!int x`); a second document; more than
+//! [`MAX_YAML_BYTES`]; nesting deeper than [`MAX_DEPTH`]. Anchors and aliases are resolved
+//! (within [`ALIAS_BUDGET`] nodes in all) and are fine; an alias is placed where it is
+//! written, and the nodes inside it where the anchor's are.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::ops::Range;
 
-use saphyr::{LoadableYamlNode, MarkedYaml, Marker, Scalar, YamlData};
+use saphyr::Scalar;
+use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Span, Tag};
 use serde_json::{Map, Number, Value};
 
 use super::validate::Issue;
@@ -241,48 +245,45 @@ pub fn load_all(yaml: &str) -> Result<(Value, Positions), Vec<Issue>> {
             ),
         )]);
     }
-    let docs = match MarkedYaml::load_from_str(yaml) {
-        Ok(docs) => docs,
-        Err(e) => {
-            let m = e.marker();
-            return Err(vec![issue(
-                "",
-                Some((m.line(), m.col() + 1)),
-                syntax_message(yaml, e.info(), m),
-            )]);
-        }
+    let mut loader = Loader {
+        offsets: Offsets::new(yaml),
+        issues: Vec::new(),
+        path: String::new(),
+        stack: Vec::new(),
+        skip: 0,
+        anchors: HashMap::new(),
+        alias_budget: ALIAS_BUDGET,
+        root: None,
+        documents: 0,
     };
-    let Some(root) = docs.first() else {
+    for event in Parser::new_from_str(yaml) {
+        let (event, span) = match event {
+            Ok(ok) => ok,
+            Err(e) => {
+                // A syntax error leaves the rest unreadable: it is reported alone.
+                return Err(vec![issue("", at(*e.marker()), syntax_message(e.info()))]);
+            }
+        };
+        if let Err(stop) = loader.event(event, span) {
+            return Err(vec![stop]);
+        }
+    }
+    let Some((value, root)) = loader.root else {
         return Err(vec![issue(
             "",
             None,
             "the YAML document is empty".to_owned(),
         )]);
     };
-    if let Some(second) = docs.get(1) {
-        let m = second.span.start;
-        return Err(vec![issue(
-            "",
-            Some((m.line(), m.col() + 1)),
-            format!(
-                "only one YAML document is allowed, but a second one starts at line {} \
-                 (remove the `---` separator and what follows)",
-                m.line()
-            ),
-        )]);
-    }
-    let mut converter = Converter {
-        offsets: Offsets::new(yaml),
-        issues: Vec::new(),
-        path: String::new(),
-    };
-    let (value, root) = converter.node(root, 0);
-    if converter.issues.is_empty() {
+    if loader.issues.is_empty() {
         Ok((value, Positions { root: Some(root) }))
     } else {
-        Err(converter.issues)
+        Err(loader.issues)
     }
 }
+
+/// How many nodes aliases may produce in all (against "billion laughs" documents).
+pub const ALIAS_BUDGET: usize = 10_000;
 
 fn issue(path: &str, at: Option<(usize, usize)>, message: String) -> Issue {
     Issue {
@@ -293,18 +294,7 @@ fn issue(path: &str, at: Option<(usize, usize)>, message: String) -> Issue {
     }
 }
 
-fn syntax_message(yaml: &str, info: &str, m: &Marker) -> String {
-    if info == "duplicated key in mapping" {
-        // The marker is the repeated key: quote it from the source.
-        let line = yaml.lines().nth(m.line().saturating_sub(1)).unwrap_or("");
-        let key: String = line
-            .chars()
-            .skip(m.col())
-            .take_while(|c| *c != ':')
-            .collect();
-        let key = key.trim().trim_matches(['"', '\'']);
-        return format!("duplicate key `{key}`: a mapping cannot repeat a key");
-    }
+fn syntax_message(info: &str) -> String {
     let hint = if info.contains("mapping values are not allowed") {
         " (text that contains `: ` must be quoted)"
     } else if info.contains("found a tab") || info.contains("tabs") {
@@ -313,6 +303,11 @@ fn syntax_message(yaml: &str, info: &str, m: &Marker) -> String {
         ""
     };
     format!("YAML syntax error: {info}{hint}")
+}
+
+/// A marker as 1-based line and column.
+fn at(m: Marker) -> Option<(usize, usize)> {
+    Some((m.line(), m.col() + 1))
 }
 
 /// Character index → byte offset (saphyr's markers count characters).
@@ -354,133 +349,313 @@ impl<'a> Offsets<'a> {
     }
 }
 
-struct Converter<'a> {
+/// Builds the JSON value and its positions straight from the parser's events (no
+/// intermediate YAML tree), keeping the current node's path for issues.
+struct Loader<'a> {
     offsets: Offsets<'a>,
     issues: Vec<Issue>,
-    /// The current node's path, for issues.
+    /// The path of the node being read.
     path: String,
+    /// The collections being read, innermost last.
+    stack: Vec<Frame>,
+    /// While > 0, events are skipped (inside a collection nested too deep).
+    skip: usize,
+    anchors: HashMap<usize, (Value, PosNode)>,
+    alias_budget: usize,
+    root: Option<(Value, PosNode)>,
+    documents: usize,
 }
 
-impl Converter<'_> {
-    fn at(m: Marker) -> Option<(usize, usize)> {
-        Some((m.line(), m.col() + 1))
+/// A list or mapping being read.
+struct Frame {
+    pos: PosNode,
+    start: Marker,
+    anchor: usize,
+    /// `path.len()` before this node's own segment was pushed.
+    path_len: usize,
+    body: Body,
+}
+
+enum Body {
+    Seq(Vec<Value>, Vec<PosNode>),
+    Map {
+        map: Map<String, Value>,
+        kids: Vec<(String, PosNode)>,
+        /// `None` while reading a key; then the key read and where, or `Some(None)` for a
+        /// refused key (its value is read and dropped).
+        key: Option<Option<(String, Marker)>>,
+    },
+}
+
+impl Loader<'_> {
+    fn event(&mut self, event: Event<'_>, span: Span) -> Result<(), Issue> {
+        if self.skip > 0 {
+            match event {
+                Event::SequenceStart(..) | Event::MappingStart(..) => self.skip += 1,
+                Event::SequenceEnd | Event::MappingEnd => {
+                    self.skip -= 1;
+                    if self.skip == 0 {
+                        let frame = self.stack.pop().expect("the skipped collection");
+                        self.path.truncate(frame.path_len);
+                        self.finish(Value::Null, frame.pos, frame.start);
+                    }
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        let is_map = matches!(event, Event::MappingStart(..));
+        match event {
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
+            Event::DocumentStart(_) => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    let line = span.start.line();
+                    return Err(issue(
+                        "",
+                        at(span.start),
+                        format!(
+                            "only one YAML document is allowed, but a second one starts at \
+                             line {line} (remove the `---` separator and what follows)"
+                        ),
+                    ));
+                }
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                let path_len = self.enter();
+                let pos = self.leaf(span);
+                let value = self.scalar(text, style, tag.as_ref(), span.start);
+                self.path.truncate(path_len);
+                self.anchor(anchor, &value, &pos);
+                self.finish(value, pos, span.start);
+            }
+            Event::SequenceStart(anchor, tag) | Event::MappingStart(anchor, tag) => {
+                let path_len = self.enter();
+                if let Some(tag) = tag.filter(|t| !t.is_yaml_core_schema()) {
+                    self.issues.push(issue(
+                        &self.path,
+                        at(span.start),
+                        format!(
+                            "YAML tags (`{}{}`) are not supported here",
+                            tag.handle, tag.suffix
+                        ),
+                    ));
+                }
+                let body = if is_map {
+                    Body::Map {
+                        map: Map::new(),
+                        kids: Vec::new(),
+                        key: None,
+                    }
+                } else {
+                    Body::Seq(Vec::new(), Vec::new())
+                };
+                if self.stack.len() >= MAX_DEPTH {
+                    self.issues.push(issue(
+                        &self.path,
+                        at(span.start),
+                        format!("the YAML nests deeper than {MAX_DEPTH} levels"),
+                    ));
+                    self.skip = 1;
+                }
+                let pos = self.leaf(span);
+                self.stack.push(Frame {
+                    pos,
+                    start: span.start,
+                    anchor,
+                    path_len,
+                    body,
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let frame = self.stack.pop().expect("a collection ends after it starts");
+                self.path.truncate(frame.path_len);
+                let mut pos = frame.pos;
+                pos.end = self.offsets.byte(span.start);
+                let value = match frame.body {
+                    Body::Seq(items, kids) => {
+                        pos.kids = Kids::Seq(kids);
+                        Value::Array(items)
+                    }
+                    Body::Map { map, kids, .. } => {
+                        pos.kids = Kids::Map(kids);
+                        Value::Object(map)
+                    }
+                };
+                self.anchor(frame.anchor, &value, &pos);
+                self.finish(value, pos, frame.start);
+            }
+            Event::Alias(id) => {
+                let path_len = self.enter();
+                let Some((value, pos)) = self.anchors.get(&id) else {
+                    self.issues.push(issue(
+                        &self.path,
+                        at(span.start),
+                        "this alias names no anchor".to_owned(),
+                    ));
+                    self.path.truncate(path_len);
+                    let pos = self.leaf(span);
+                    self.finish(Value::Null, pos, span.start);
+                    return Ok(());
+                };
+                let count = pos.count();
+                if count > self.alias_budget {
+                    return Err(issue(
+                        &self.path,
+                        at(span.start),
+                        format!(
+                            "aliases expand to more than {ALIAS_BUDGET} nodes in all; write \
+                             the content out instead"
+                        ),
+                    ));
+                }
+                self.alias_budget -= count;
+                let value = value.clone();
+                // The alias itself is placed where it is written; what it expands to, at
+                // the anchor.
+                let pos = PosNode {
+                    kids: pos.kids.clone(),
+                    ..self.leaf(span)
+                };
+                self.path.truncate(path_len);
+                self.finish(value, pos, span.start);
+            }
+        }
+        Ok(())
     }
 
-    fn fail(&mut self, m: Marker, message: String) -> Value {
-        self.issues.push(issue(&self.path, Self::at(m), message));
-        Value::Null
+    /// A node starts: extends the path by its segment; returns the length to go back to.
+    fn enter(&mut self) -> usize {
+        let len = self.path.len();
+        match self.stack.last().map(|f| &f.body) {
+            Some(Body::Seq(items, _)) => push_index(&mut self.path, items.len()),
+            Some(Body::Map {
+                key: Some(Some((key, _))),
+                ..
+            }) => push_key(&mut self.path, key),
+            _ => {}
+        }
+        len
     }
 
-    /// The node as JSON, and its positions.
-    fn node(&mut self, node: &MarkedYaml<'_>, depth: usize) -> (Value, PosNode) {
-        let start = node.span.start;
-        let mut pos = PosNode {
-            line: start.line(),
-            column: start.col() + 1,
-            start: self.offsets.byte(start),
-            end: self.offsets.byte(node.span.end),
+    fn leaf(&self, span: Span) -> PosNode {
+        PosNode {
+            line: span.start.line(),
+            column: span.start.col() + 1,
+            start: self.offsets.byte(span.start),
+            end: self.offsets.byte(span.end),
             key: None,
             kids: Kids::Leaf,
-        };
-        if depth > MAX_DEPTH {
-            let v = self.fail(
-                start,
-                format!("the YAML nests deeper than {MAX_DEPTH} levels"),
-            );
-            return (v, pos);
         }
-        let value = match &node.data {
-            YamlData::Value(scalar) => self.scalar(scalar, start),
-            YamlData::Representation(text, _, _) => {
-                let scalar = Scalar::parse_from_cow(text.clone());
-                self.scalar(&scalar, start)
+    }
+
+    fn anchor(&mut self, anchor: usize, value: &Value, pos: &PosNode) {
+        // Anchor ids start at 1.
+        if anchor > 0 {
+            self.anchors.insert(anchor, (value.clone(), pos.clone()));
+        }
+    }
+
+    /// A node is read: it becomes the root, a list item, a mapping key or a mapping value.
+    fn finish(&mut self, value: Value, mut pos: PosNode, start: Marker) {
+        let Some(frame) = self.stack.last_mut() else {
+            self.root = Some((value, pos));
+            return;
+        };
+        match &mut frame.body {
+            Body::Seq(items, kids) => {
+                items.push(value);
+                kids.push(pos);
             }
-            YamlData::Sequence(items) => {
-                let mut out = Vec::with_capacity(items.len());
-                let mut kids = Vec::with_capacity(items.len());
-                let len = self.path.len();
-                for (i, item) in items.iter().enumerate() {
-                    push_index(&mut self.path, i);
-                    let (v, p) = self.node(item, depth + 1);
-                    out.push(v);
-                    kids.push(p);
-                    self.path.truncate(len);
-                }
-                pos.kids = Kids::Seq(kids);
-                Value::Array(out)
-            }
-            YamlData::Mapping(entries) => {
-                let mut out = Map::new();
-                let mut kids = Vec::with_capacity(entries.len());
-                let len = self.path.len();
-                for (k, v) in entries {
-                    let key = match &k.data {
-                        YamlData::Value(Scalar::String(s)) => s.as_ref(),
-                        other => {
-                            let what = describe_key(other);
+            Body::Map { map, kids, key } => match key.take() {
+                None => {
+                    *key = Some(match value {
+                        Value::String(k) if map.contains_key(&k) => {
                             self.issues.push(issue(
                                 &self.path,
-                                Self::at(k.span.start),
+                                at(start),
+                                format!("duplicate key `{k}`: a mapping cannot repeat a key"),
+                            ));
+                            None
+                        }
+                        Value::String(k) => Some((k, start)),
+                        other => {
+                            let what = describe_key(&other);
+                            self.issues.push(issue(
+                                &self.path,
+                                at(start),
                                 format!(
                                     "mapping keys must be strings, but this key is {what}; \
                                      quote it if it is meant as text"
                                 ),
                             ));
-                            continue;
+                            None
                         }
-                    };
-                    push_key(&mut self.path, key);
-                    let (value, mut p) = self.node(v, depth + 1);
-                    p.key = Self::at(k.span.start);
-                    out.insert(key.to_owned(), value);
-                    kids.push((key.to_owned(), p));
-                    self.path.truncate(len);
+                    });
                 }
-                pos.kids = Kids::Map(kids);
-                Value::Object(out)
-            }
-            YamlData::Tagged(tag, _) => self.fail(
+                Some(Some((k, key_at))) => {
+                    pos.key = at(key_at);
+                    kids.push((k.clone(), pos));
+                    map.insert(k, value);
+                }
+                Some(None) => {}
+            },
+        }
+    }
+
+    /// A scalar by the YAML 1.2 core schema (quoted scalars are strings).
+    fn scalar(
+        &mut self,
+        text: Cow<'_, str>,
+        style: ScalarStyle,
+        tag: Option<&Cow<'_, Tag>>,
+        start: Marker,
+    ) -> Value {
+        if let Some(tag) = tag.filter(|t| !t.is_yaml_core_schema()) {
+            return self.fail(
                 start,
                 format!(
                     "YAML tags (`{}{}`) are not supported here",
                     tag.handle, tag.suffix
                 ),
-            ),
-            YamlData::Alias(_) => self.fail(start, "this alias could not be resolved".to_owned()),
-            YamlData::BadValue => self.fail(
-                start,
-                "this value does not match its tag (e.g. `!!int` on text)".to_owned(),
-            ),
-        };
-        (value, pos)
-    }
-
-    fn scalar(&mut self, scalar: &Scalar<'_>, start: Marker) -> Value {
-        match scalar {
-            Scalar::Null => Value::Null,
-            Scalar::Boolean(b) => Value::Bool(*b),
-            Scalar::Integer(i) => Value::Number((*i).into()),
-            Scalar::FloatingPoint(f) => match Number::from_f64(f.into_inner()) {
+            );
+        }
+        if style != ScalarStyle::Plain && tag.is_none() {
+            return Value::String(text.into_owned());
+        }
+        match Scalar::parse_from_cow_and_metadata(text, style, tag) {
+            Some(Scalar::Null) => Value::Null,
+            Some(Scalar::Boolean(b)) => Value::Bool(b),
+            Some(Scalar::Integer(i)) => Value::Number(i.into()),
+            Some(Scalar::FloatingPoint(f)) => match Number::from_f64(f.into_inner()) {
                 Some(n) => Value::Number(n),
                 None => self.fail(
                     start,
                     "infinite and not-a-number values (`.inf`, `.nan`) cannot be used".to_owned(),
                 ),
             },
-            Scalar::String(s) => Value::String(s.as_ref().to_owned()),
+            Some(Scalar::String(s)) => Value::String(s.into_owned()),
+            None => self.fail(
+                start,
+                "this value does not match its tag (e.g. `!!int` on text)".to_owned(),
+            ),
         }
+    }
+
+    fn fail(&mut self, m: Marker, message: String) -> Value {
+        self.issues.push(issue(&self.path, at(m), message));
+        Value::Null
     }
 }
 
-fn describe_key<'a>(data: &YamlData<'a, MarkedYaml<'a>>) -> String {
-    match data {
-        YamlData::Value(Scalar::Null) => "null".to_owned(),
-        YamlData::Value(Scalar::Boolean(b)) => format!("the boolean {b}"),
-        YamlData::Value(Scalar::Integer(i)) => format!("the number {i}"),
-        YamlData::Value(Scalar::FloatingPoint(f)) => format!("the number {f}"),
-        YamlData::Sequence(_) => "a list".to_owned(),
-        YamlData::Mapping(_) => "a mapping".to_owned(),
-        _ => "not a plain string".to_owned(),
+fn describe_key(value: &Value) -> String {
+    match value {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(_) => "a string".to_owned(),
+        Value::Array(_) => "a list".to_owned(),
+        Value::Object(_) => "a mapping".to_owned(),
     }
 }
 
