@@ -1,6 +1,6 @@
 //! The Python emulators the tests run against: `moto` (S3 and AWS KMS on one port) and
-//! `bqemulator` (BigQuery's REST API over DuckDB). See `EMULATORS.md` beside the design
-//! document for what each one does and does not do.
+//! `bqemulator` (BigQuery's REST API over DuckDB). The README's "Tests" section says what
+//! each one covers, and which stubs stand in where one lacks a behaviour.
 //!
 //! A test asks for one with [`moto()`] or [`bigquery()`], which find it in this order:
 //! 1. the URL `scripts/test` exports (`BRIDGE_TEST_MOTO_URL`, `BRIDGE_TEST_BQ_URL` and
@@ -142,13 +142,13 @@ fn emulators_dir() -> PathBuf {
         .join("emulators")
 }
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
 /// `.venv-emu` at the repository root, where `scripts/test` installs the emulators.
-fn venv_bin(program: &str) -> PathBuf {
+pub(crate) fn venv_bin(program: &str) -> PathBuf {
     repo_root().join(".venv-emu/bin").join(program)
 }
 

@@ -438,6 +438,8 @@ pub struct TestApp {
     pub router: Router,
     pub state: AppState,
     pub settings: Settings,
+    /// The environment the settings were read from, for a binary to run with the same.
+    pub env: HashMap<String, String>,
     pub db: TestDb,
     _data_dir: TempDir,
 }
@@ -490,6 +492,7 @@ impl TestApp {
             router,
             state,
             settings,
+            env,
             db,
             _data_dir: data_dir,
         }
@@ -687,6 +690,7 @@ impl TestResponse {
     }
 }
 
+pub mod cargo_lambda;
 pub mod emulators;
 pub mod oidc;
 pub mod stubs;

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use common::testing::{
-    TestApp, TestWarehouse, Workspace, assert_lambda_response, event_files,
+    TestApp, TestWarehouse, Workspace, assert_lambda_response, cargo_lambda, event_files,
     oidc::{Idp, rsa_key, sign},
     sample_dashboard,
 };
@@ -321,4 +321,34 @@ async fn expired_results_are_swept_by_the_schedule() {
             "{key} removed"
         );
     }
+}
+
+/// The scheduled event and the admin's route through cargo-lambda's runtime emulator and
+/// `cargo lambda invoke`, served by the real `precompute` binary as on Lambda.
+#[tokio::test]
+async fn the_precompute_binary_serves_its_events_through_cargo_lambda() {
+    let (app, _wh, ws) = setup(&[]).await;
+    let Some(mut rig) = cargo_lambda::start(env!("CARGO_BIN_EXE_precompute"), &app.env).await
+    else {
+        return;
+    };
+    let dir = event_files("precompute").0;
+    let read = |name: &str| std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
+
+    let report = rig.invoke(&read("eventbridge-scheduled")).await;
+    assert_eq!(
+        report["dashboards"][0]["dashboard_slug"], "revenue-overview",
+        "{report}"
+    );
+    assert_eq!(report["dashboards"][0]["queries_executed"], 5);
+
+    let raw = read("precompute-dashboard")
+        .replace("{{token}}", &ws.token)
+        .replace("{{slug}}", "revenue-overview");
+    let event: Value = serde_json::from_str(&raw).unwrap();
+    let response = rig.invoke(&raw).await;
+    assert_lambda_response("precompute-dashboard", &event, &response, 200);
+    let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["cache_hits"], 5, "{body}");
+    assert!(!rig.function_log().contains(&ws.token));
 }

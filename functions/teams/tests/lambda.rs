@@ -1,6 +1,7 @@
 //! The Lambda path: every API Gateway v2 event in `events/teams/` goes through
-//! `lambda_http`'s own adapter (what `lambda_http::run` wraps the router in) and must come
-//! back as the API Gateway response we expect.
+//! `lambda_http`'s own adapter (what `lambda_http::run` wraps the router in), and again
+//! through cargo-lambda's runtime emulator to the real `teams` binary, and must come back as
+//! the API Gateway response we expect.
 //!
 //! Events hold placeholders filled in here: `{{token}}` (a dev token generated for the
 //! test), `{{team_id}}` and `{{user_id}}` (created by the test).
@@ -9,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use common::testing::{TestApp, assert_lambda_response, event_files, lambda_invoke};
+use common::testing::{TestApp, assert_lambda_response, cargo_lambda, event_files, lambda_invoke};
 use serde_json::{Value, json};
 
 /// Each event file and the status its response must carry, in the order they run.
@@ -29,8 +30,15 @@ const EXPECTED: &[(&str, u16)] = &[
     ("remove-member", 204),
 ];
 
-#[tokio::test]
-async fn every_event_file_runs_through_the_lambda_adapter() {
+/// A team with a member, and a token of its admin: what the events' placeholders need.
+struct Setup {
+    app: TestApp,
+    token: String,
+    team_id: String,
+    user_id: String,
+}
+
+async fn setup() -> Setup {
     let app = TestApp::spawn(teams::router()).await;
     let token = app.token("lambda@example.com");
     let team = app
@@ -49,43 +57,92 @@ async fn every_event_file_runs_through_the_lambda_adapter() {
         .await
         .json();
     let user_id = added["user_id"].as_str().unwrap().to_owned();
-
-    let (dir, on_disk) = event_files("teams");
+    let (_, on_disk) = event_files("teams");
     let expected: BTreeSet<String> = EXPECTED.iter().map(|(n, _)| (*n).to_owned()).collect();
     assert_eq!(
         on_disk, expected,
         "every event file needs an expectation here, and vice versa"
     );
+    Setup {
+        app,
+        token,
+        team_id,
+        user_id,
+    }
+}
 
-    for (name, status) in EXPECTED {
-        let raw = std::fs::read_to_string(dir.join(format!("{name}.json")))
+impl Setup {
+    /// The event file `name` with its placeholders filled in.
+    fn event(&self, name: &str) -> String {
+        std::fs::read_to_string(event_files("teams").0.join(format!("{name}.json")))
             .unwrap()
-            .replace("{{token}}", &token)
-            .replace("{{team_id}}", &team_id)
-            .replace("{{user_id}}", &user_id);
-        let event: Value = serde_json::from_str(&raw).unwrap();
-        let response = lambda_invoke(&app.router, &raw).await;
-        assert_lambda_response(name, &event, &response, *status);
+            .replace("{{token}}", &self.token)
+            .replace("{{team_id}}", &self.team_id)
+            .replace("{{user_id}}", &self.user_id)
     }
 
-    // The writes the events made are really there.
-    let after = app
-        .get(&format!("/v1/teams/{team_id}"))
-        .bearer(&token)
-        .send()
-        .await
-        .json();
-    assert_eq!(after["name"], "Data Platform EU");
-    assert_eq!(after["settings"]["max_bytes_billed"], 200_000_000);
-    let mine = app.get("/v1/teams").bearer(&token).send().await.json();
-    let names: BTreeSet<&str> = mine["teams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    /// The writes the events made are really there.
+    async fn check_writes(&self) {
+        let after = self
+            .app
+            .get(&format!("/v1/teams/{}", self.team_id))
+            .bearer(&self.token)
+            .send()
+            .await
+            .json();
+        assert_eq!(after["name"], "Data Platform EU");
+        assert_eq!(after["settings"]["max_bytes_billed"], 200_000_000);
+        let mine = self
+            .app
+            .get("/v1/teams")
+            .bearer(&self.token)
+            .send()
+            .await
+            .json();
+        let names: BTreeSet<&str> = mine["teams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains("Data Platform") && names.contains("Growth Analytics"),
+            "{names:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_event_file_runs_through_the_lambda_adapter() {
+    let s = setup().await;
+    for (name, status) in EXPECTED {
+        let raw = s.event(name);
+        let event: Value = serde_json::from_str(&raw).unwrap();
+        let response = lambda_invoke(&s.app.router, &raw).await;
+        assert_lambda_response(name, &event, &response, *status);
+    }
+    s.check_writes().await;
+}
+
+/// The same events through cargo-lambda's runtime emulator and `cargo lambda invoke`, served
+/// by the real `teams` binary polling the runtime API as it does on Lambda.
+#[tokio::test]
+async fn every_event_file_runs_through_cargo_lambda_and_the_teams_binary() {
+    let s = setup().await;
+    let Some(mut rig) = cargo_lambda::start(env!("CARGO_BIN_EXE_teams"), &s.app.env).await else {
+        return;
+    };
+    for (name, status) in EXPECTED {
+        let raw = s.event(name);
+        let event: Value = serde_json::from_str(&raw).unwrap();
+        let response = rig.invoke(&raw).await;
+        assert_lambda_response(name, &event, &response, *status);
+    }
+    s.check_writes().await;
+    let log = rig.function_log();
     assert!(
-        names.contains("Data Platform") && names.contains("Growth Analytics"),
-        "{names:?}"
+        log.contains("serving through the Lambda runtime"),
+        "the binary took the Lambda path: {log}"
     );
+    assert!(!log.contains(&s.token), "tokens are never logged");
 }
