@@ -369,7 +369,6 @@ struct Loader<'a> {
 /// A list or mapping being read.
 struct Frame {
     pos: PosNode,
-    start: Marker,
     anchor: usize,
     /// `path.len()` before this node's own segment was pushed.
     path_len: usize,
@@ -381,9 +380,9 @@ enum Body {
     Map {
         map: Map<String, Value>,
         kids: Vec<(String, PosNode)>,
-        /// `None` while reading a key; then the key read and where, or `Some(None)` for a
-        /// refused key (its value is read and dropped).
-        key: Option<Option<(String, Marker)>>,
+        /// `None` while reading a key; then the key read and its line and column, or
+        /// `Some(None)` for a refused key (its value is read and dropped).
+        key: Option<Option<(String, (usize, usize))>>,
     },
 }
 
@@ -397,7 +396,7 @@ impl Loader<'_> {
                     if self.skip == 0 {
                         let frame = self.stack.pop().expect("the skipped collection");
                         self.path.truncate(frame.path_len);
-                        self.finish(Value::Null, frame.pos, frame.start);
+                        self.finish(Value::Null, frame.pos);
                     }
                 }
                 _ => {}
@@ -427,7 +426,7 @@ impl Loader<'_> {
                 let value = self.scalar(text, style, tag.as_ref(), span.start);
                 self.path.truncate(path_len);
                 self.anchor(anchor, &value, &pos);
-                self.finish(value, pos, span.start);
+                self.finish(value, pos);
             }
             Event::SequenceStart(anchor, tag) | Event::MappingStart(anchor, tag) => {
                 let path_len = self.enter();
@@ -461,7 +460,6 @@ impl Loader<'_> {
                 let pos = self.leaf(span);
                 self.stack.push(Frame {
                     pos,
-                    start: span.start,
                     anchor,
                     path_len,
                     body,
@@ -483,7 +481,7 @@ impl Loader<'_> {
                     }
                 };
                 self.anchor(frame.anchor, &value, &pos);
-                self.finish(value, pos, frame.start);
+                self.finish(value, pos);
             }
             Event::Alias(id) => {
                 let path_len = self.enter();
@@ -495,7 +493,7 @@ impl Loader<'_> {
                     ));
                     self.path.truncate(path_len);
                     let pos = self.leaf(span);
-                    self.finish(Value::Null, pos, span.start);
+                    self.finish(Value::Null, pos);
                     return Ok(());
                 };
                 let count = pos.count();
@@ -518,7 +516,7 @@ impl Loader<'_> {
                     ..self.leaf(span)
                 };
                 self.path.truncate(path_len);
-                self.finish(value, pos, span.start);
+                self.finish(value, pos);
             }
         }
         Ok(())
@@ -557,7 +555,8 @@ impl Loader<'_> {
     }
 
     /// A node is read: it becomes the root, a list item, a mapping key or a mapping value.
-    fn finish(&mut self, value: Value, mut pos: PosNode, start: Marker) {
+    fn finish(&mut self, value: Value, mut pos: PosNode) {
+        let start = Some((pos.line, pos.column));
         let Some(frame) = self.stack.last_mut() else {
             self.root = Some((value, pos));
             return;
@@ -573,17 +572,17 @@ impl Loader<'_> {
                         Value::String(k) if map.contains_key(&k) => {
                             self.issues.push(issue(
                                 &self.path,
-                                at(start),
+                                start,
                                 format!("duplicate key `{k}`: a mapping cannot repeat a key"),
                             ));
                             None
                         }
-                        Value::String(k) => Some((k, start)),
+                        Value::String(k) => Some((k, (pos.line, pos.column))),
                         other => {
                             let what = describe_key(&other);
                             self.issues.push(issue(
                                 &self.path,
-                                at(start),
+                                start,
                                 format!(
                                     "mapping keys must be strings, but this key is {what}; \
                                      quote it if it is meant as text"
@@ -594,7 +593,7 @@ impl Loader<'_> {
                     });
                 }
                 Some(Some((k, key_at))) => {
-                    pos.key = at(key_at);
+                    pos.key = Some(key_at);
                     kids.push((k.clone(), pos));
                     map.insert(k, value);
                 }
@@ -619,9 +618,6 @@ impl Loader<'_> {
                     tag.handle, tag.suffix
                 ),
             );
-        }
-        if style != ScalarStyle::Plain && tag.is_none() {
-            return Value::String(text.into_owned());
         }
         match Scalar::parse_from_cow_and_metadata(text, style, tag) {
             Some(Scalar::Null) => Value::Null,

@@ -8,7 +8,7 @@
 //! test is skipped loudly, or fails under `BRIDGE_REQUIRE_EMULATORS=1`, as for the
 //! emulators.
 
-#![allow(clippy::unwrap_used, clippy::print_stderr)]
+#![allow(clippy::unwrap_used)]
 
 use std::{
     collections::HashMap,
@@ -43,24 +43,14 @@ pub async fn start(binary: &str, env: &HashMap<String, String>) -> Option<Lambda
         .unwrap_or_else(|| emulators::venv_bin("cargo-lambda"));
     if !program.exists() {
         let why = format!(
-            "{} is missing and BRIDGE_TEST_CARGO_LAMBDA is not set",
+            "{} is missing; scripts/test installs it, or BRIDGE_TEST_CARGO_LAMBDA names one",
             program.display()
         );
-        if std::env::var("BRIDGE_REQUIRE_EMULATORS").is_ok_and(|v| v == "1") {
-            panic!("BRIDGE_REQUIRE_EMULATORS=1 but cargo-lambda is not available: {why}");
-        }
-        eprintln!(
-            "\n*** SKIPPED: cargo-lambda is not available ({why}); this test did not run. \
-             Run scripts/test to install it. ***\n"
-        );
+        emulators::unavailable("cargo-lambda", &why);
         return None;
     }
     let dir = TempDir::new("bridge-cargo-lambda");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = emulators::free_port().unwrap();
     let mut watch = Command::new(&program)
         .args(["lambda", "watch", "--only-lambda-apis", "--quiet"])
         .args(["--invoke-address", "127.0.0.1", "--invoke-port"])

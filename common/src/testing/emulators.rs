@@ -117,21 +117,23 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 fn settle(spec: &Spec, found: &Result<String, String>) -> Option<String> {
     match found {
         Ok(endpoint) => Some(endpoint.clone()),
-        Err(why) if std::env::var("BRIDGE_REQUIRE_EMULATORS").is_ok_and(|v| v == "1") => {
-            panic!(
-                "BRIDGE_REQUIRE_EMULATORS=1 but {} is not available: {why}",
-                spec.name
-            )
-        }
         Err(why) => {
-            eprintln!(
-                "\n*** SKIPPED: {} is not available ({why}); this test did not run. \
-                 Run scripts/test to install the emulators. ***\n",
-                spec.name
-            );
+            unavailable(spec.name, why);
             None
         }
     }
+}
+
+/// `name` cannot be had: a panic under `BRIDGE_REQUIRE_EMULATORS=1`, else a loud `SKIPPED:`
+/// line (the caller then returns early).
+pub(crate) fn unavailable(name: &str, why: &str) {
+    if std::env::var("BRIDGE_REQUIRE_EMULATORS").is_ok_and(|v| v == "1") {
+        panic!("BRIDGE_REQUIRE_EMULATORS=1 but {name} is not available: {why}")
+    }
+    eprintln!(
+        "\n*** SKIPPED: {name} is not available ({why}); this test did not run. \
+         Run scripts/test to install the emulators. ***\n"
+    );
 }
 
 /// The workspace's target directory, found the way the Postgres harness finds it.
@@ -213,7 +215,7 @@ async fn ready(spec: &Spec, endpoint: &str) -> bool {
     }
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -126,10 +126,15 @@ async fn dispatch(app: &TestApp, event: Value) -> Result<Value, lambda_http::Err
     .await
 }
 
+/// The event file `events/precompute/<name>.json`.
+fn read(name: &str) -> String {
+    std::fs::read_to_string(event_files("precompute").0.join(format!("{name}.json"))).unwrap()
+}
+
 #[tokio::test]
 async fn every_precompute_event_file_runs_through_the_lambda_dispatch() {
     let (app, _wh, ws) = setup(&[]).await;
-    let (dir, files) = event_files("precompute");
+    let (_, files) = event_files("precompute");
     let expected = [
         "cloud-scheduler-http",
         "eventbridge-scheduled",
@@ -140,7 +145,6 @@ async fn every_precompute_event_file_runs_through_the_lambda_dispatch() {
         expected,
         "every event file is exercised here"
     );
-    let read = |name: &str| std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
 
     // EventBridge's schedule: the dashboard (refresh every 24h, never warmed) is due.
     let scheduled: Value = serde_json::from_str(&read("eventbridge-scheduled")).unwrap();
@@ -204,15 +208,7 @@ async fn cloud_scheduler_calls_with_the_right_oidc_token_warm_what_is_due() {
         ("SCHEDULER_SERVICE_ACCOUNT", account),
     ])
     .await;
-    let request: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            event_files("precompute")
-                .0
-                .join("cloud-scheduler-http.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let request: Value = serde_json::from_str(&read("cloud-scheduler-http")).unwrap();
     let call = |token: Option<String>| {
         let mut req = app.request(
             request["method"].as_str().unwrap().parse().unwrap(),
@@ -332,8 +328,6 @@ async fn the_precompute_binary_serves_its_events_through_cargo_lambda() {
     else {
         return;
     };
-    let dir = event_files("precompute").0;
-    let read = |name: &str| std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
 
     let report = rig.invoke(&read("eventbridge-scheduled")).await;
     assert_eq!(
