@@ -31,6 +31,9 @@ use crate::{
     telemetry,
 };
 
+/// The in-process column cache's budget (columns of several thousand tables).
+const COLUMN_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -46,8 +49,8 @@ pub struct Inner {
     pub serving: crate::serving::Serving,
     /// Verifies the scheduler's OIDC tokens, when `SCHEDULER_*` is configured.
     pub scheduler: Option<(crate::auth::OidcVerifier, String)>,
-    /// Table columns by cache key (`catalog/columns/{table}/{fingerprint}.json`).
-    pub column_cache: moka::future::Cache<String, Arc<Vec<crate::warehouse::ColumnInfo>>>,
+    /// Table columns by cache key (`catalog/columns/{connection}/{table}/{fingerprint}.json`).
+    pub column_cache: moka::future::Cache<String, Arc<crate::catalog::CachedColumns>>,
     /// Which function this process serves (`teams`, …, or `bridge` for all of them).
     pub function: &'static str,
 }
@@ -87,6 +90,7 @@ impl AppState {
             )),
             None => None,
         };
+        let serving = crate::serving::Serving::new(settings.result_cache_bytes);
         Ok(Self(Arc::new(Inner {
             settings,
             db,
@@ -94,11 +98,13 @@ impl AppState {
             buckets,
             key_ring,
             warehouses: Warehouses::default(),
-            serving: crate::serving::Serving::default(),
+            serving,
             scheduler,
             column_cache: moka::future::Cache::builder()
-                .max_capacity(10_000)
+                .weigher(|_, v: &Arc<crate::catalog::CachedColumns>| v.weight())
+                .max_capacity(COLUMN_CACHE_BYTES)
                 .time_to_live(Duration::from_secs(3600))
+                .support_invalidation_closures()
                 .build(),
             function,
         })))

@@ -98,13 +98,9 @@ pub fn fingerprint(t: &TableInfo) -> String {
         t.clustering,
         t.last_modified
             .map(|d| d.unix_timestamp_nanos().to_string()),
+        t.columns_digest,
     ]);
-    let digest =
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, material.to_string().as_bytes());
-    digest.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::crypto::hex(&crate::crypto::sha256(material.to_string().as_bytes())[..16])
 }
 
 fn ms(d: Duration) -> i64 {
@@ -586,6 +582,33 @@ pub struct TableSchema {
     pub cached: bool,
 }
 
+/// How long cached columns are trusted without a rescan noticing a change.
+pub const COLUMNS_MAX_AGE: time::Duration = time::Duration::hours(1);
+
+/// A table's columns as cached, in-process and in the cache bucket.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct CachedColumns {
+    #[serde(with = "time::serde::rfc3339")]
+    pub read_at: OffsetDateTime,
+    pub columns: Vec<ColumnInfo>,
+}
+
+impl CachedColumns {
+    /// About what the entry holds in memory, for the cache's byte budget.
+    pub fn weight(&self) -> u32 {
+        let bytes: usize = self
+            .columns
+            .iter()
+            .map(|c| {
+                64 + c.name.len()
+                    + c.data_type.len()
+                    + c.description.as_ref().map_or(0, String::len)
+            })
+            .sum();
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
+
 /// Columns of a table, read live from the warehouse and cached (in-process, and in the
 /// cache bucket) for as long as the table's fingerprint stays the same.
 pub async fn table_columns(
@@ -615,22 +638,30 @@ pub async fn table_columns(
     let dataset: String = row.get(11);
     let connection_id: Uuid = row.get(12);
 
-    let key = format!("catalog/columns/{table_id}/{}.json", table.fingerprint);
-    if let Some(columns) = state.column_cache.get(&key).await {
+    // Everything that makes the answer: the connection (so no entry crosses a team), the
+    // table and its fingerprint (which covers its columns, so a rescan that sees them change
+    // makes a new key). Entries also age out after COLUMNS_MAX_AGE, rescan or not.
+    let key = format!(
+        "catalog/columns/{connection_id}/{table_id}/{}.json",
+        table.fingerprint
+    );
+    let fresh = |read_at: OffsetDateTime| OffsetDateTime::now_utc() - read_at < COLUMNS_MAX_AGE;
+    if let Some(cached) = state.column_cache.get(&key).await
+        && fresh(cached.read_at)
+    {
         return Ok(TableSchema {
             table,
             dataset,
-            columns: (*columns).clone(),
+            columns: cached.columns.clone(),
             cached: true,
         });
     }
     if let Ok(blob) = state.buckets.cache.get(&key).await
-        && let Ok(columns) = serde_json::from_slice::<Vec<ColumnInfo>>(&blob.bytes)
+        && let Ok(stored) = serde_json::from_slice::<CachedColumns>(&blob.bytes)
+        && fresh(stored.read_at)
     {
-        state
-            .column_cache
-            .insert(key, Arc::new(columns.clone()))
-            .await;
+        let columns = stored.columns.clone();
+        state.column_cache.insert(key, Arc::new(stored)).await;
         return Ok(TableSchema {
             table,
             dataset,
@@ -663,16 +694,17 @@ pub async fn table_columns(
         .table_columns(&dataset, &table.name)
         .await
         .map_err(warehouse_error)?;
-    if let Ok(bytes) = serde_json::to_vec(&columns) {
+    let stored = CachedColumns {
+        read_at: OffsetDateTime::now_utc(),
+        columns: columns.clone(),
+    };
+    if let Ok(bytes) = serde_json::to_vec(&stored) {
         // The cache is an optimisation: failing to fill it is not the caller's problem.
         if let Err(e) = state.buckets.cache.put(&key, bytes.into()).await {
             tracing::warn!(error = %e, "caching table columns");
         }
     }
-    state
-        .column_cache
-        .insert(key, Arc::new(columns.clone()))
-        .await;
+    state.column_cache.insert(key, Arc::new(stored)).await;
     Ok(TableSchema {
         table,
         dataset,

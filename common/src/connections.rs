@@ -370,6 +370,7 @@ pub fn warehouse_error(e: WarehouseError) -> ApiError {
     let status = match &e {
         WarehouseError::InvalidQuery(_)
         | WarehouseError::BytesLimit { .. }
+        | WarehouseError::ResultTooLarge { .. }
         | WarehouseError::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
         WarehouseError::NotFound(_) => StatusCode::NOT_FOUND,
         WarehouseError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,

@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
-    ApiError, ApiResult, AppState, CurrentUser, blob::BlobError, db::unique_violation,
-    domain::Role, pagination::Page, tenancy::require,
+    ApiError, ApiResult, AppState, CurrentUser, blob::BlobError, crypto::sha256_hex,
+    db::unique_violation, domain::Role, pagination::Page, tenancy::require,
 };
 
 /// What a dashboard's YAML says that Postgres keeps (the rest stays in the YAML).
@@ -55,6 +55,9 @@ pub struct Dashboard {
     /// The team's byte cap per query.
     #[serde(skip)]
     pub max_bytes_billed: u64,
+    /// The team's cap on one query's result, if it set one.
+    #[serde(skip)]
+    pub max_result_bytes: Option<usize>,
 }
 
 pub const DASHBOARD_COLUMNS: &str = "d.id, d.team_id, d.connection_id, d.slug, d.title, d.description, d.view_type, \
@@ -85,6 +88,7 @@ impl Dashboard {
             updated_at: r.get(13),
             yaml_key: r.get(14),
             max_bytes_billed: team.max_bytes_billed(),
+            max_result_bytes: team.max_result_bytes,
         }
     }
 }
@@ -140,11 +144,6 @@ pub async fn list(
 
 fn yaml_key(dashboard_id: Uuid, version: i32) -> String {
     format!("dashboards/{dashboard_id}/v{version}.yaml")
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn reload(client: &impl deadpool_postgres::GenericClient, id: Uuid) -> ApiResult<Dashboard> {
@@ -214,11 +213,13 @@ pub async fn create(
         .create(&key, Bytes::copy_from_slice(yaml.as_bytes()))
         .await
         .map_err(|e| ApiError::unavailable(anyhow::Error::new(e)))?;
+    // Read inside the transaction: the answer is what this request wrote.
+    let created = reload(&tx, id).await?;
     if let Err(e) = tx.commit().await {
         let _ = state.buckets.dashboards.delete(&key).await;
         return Err(e.into());
     }
-    reload(&client, id).await
+    Ok(created)
 }
 
 /// Stores a new version of `current` (the caller checked roles and, if asked, the
@@ -290,11 +291,14 @@ pub async fn update(
         }
         Err(e) => return Err(ApiError::unavailable(anyhow::Error::new(e))),
     }
+    // Read inside the transaction, under the row lock: the version and ETag answered are
+    // the ones this request created, not a concurrent writer's that committed just after.
+    let updated = reload(&tx, current.id).await?;
     if let Err(e) = tx.commit().await {
         let _ = state.buckets.dashboards.delete(&key).await;
         return Err(e.into());
     }
-    reload(&client, current.id).await
+    Ok(updated)
 }
 
 /// The YAML of the current version, or of `version`.
@@ -333,10 +337,17 @@ pub async fn yaml(
 }
 
 /// Deletes the dashboard: its rows first (so it is gone at once), then every object it had
-/// (YAML versions and cached results); objects that cannot be deleted are logged.
+/// (YAML versions and cached results); objects that cannot be deleted are logged. Of
+/// concurrent deletes one succeeds and the others find nothing (404).
 pub async fn delete(state: &AppState, dashboard: &Dashboard) -> ApiResult<()> {
     let mut client = state.db.get().await?;
     let tx = client.transaction().await?;
+    tx.query_opt(
+        "SELECT id FROM dashboards WHERE id = $1 FOR UPDATE",
+        &[&dashboard.id],
+    )
+    .await?
+    .ok_or_else(dashboard_not_found)?;
     let yaml_keys: Vec<String> = tx
         .query(
             "SELECT yaml_key FROM dashboard_versions WHERE dashboard_id = $1",
@@ -355,9 +366,15 @@ pub async fn delete(state: &AppState, dashboard: &Dashboard) -> ApiResult<()> {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    tx.execute("DELETE FROM dashboards WHERE id = $1", &[&dashboard.id])
+    let deleted = tx
+        .execute("DELETE FROM dashboards WHERE id = $1", &[&dashboard.id])
         .await?;
+    if deleted == 0 {
+        return Err(dashboard_not_found());
+    }
     tx.commit().await?;
+    drop(client);
+    state.serving.forget_dashboard(dashboard.id);
     for key in &yaml_keys {
         if let Err(e) = state.buckets.dashboards.delete(key).await {
             tracing::error!(error = %e, key, "orphaned dashboard YAML");

@@ -99,6 +99,11 @@ pub struct TeamSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 10_485_760, maximum = 100_000_000_000_000u64)]
     pub max_bytes_billed: Option<u64>,
+    /// The most bytes one query's result may take (lowers `WAREHOUSE_MAX_RESULT_BYTES`,
+    /// 4 MiB by default, never raises it); a larger result answers `result_too_large`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1024, maximum = 1_073_741_824)]
+    pub max_result_bytes: Option<usize>,
 }
 
 pub const DEFAULT_MAX_BYTES_BILLED: u64 = 100_000_000;
@@ -115,6 +120,14 @@ impl TeamSettings {
             errors.push(crate::error::FieldError::new(
                 "settings.max_bytes_billed",
                 "must be between 10485760 (10 MiB, BigQuery's least billable query) and 100000000000000 (100 TB)",
+            ));
+        }
+        if let Some(b) = self.max_result_bytes
+            && !(1024..=1_073_741_824).contains(&b)
+        {
+            errors.push(crate::error::FieldError::new(
+                "settings.max_result_bytes",
+                "must be between 1024 and 1073741824 (1 GiB); the server's own cap applies above it",
             ));
         }
         errors

@@ -196,13 +196,9 @@ impl LocalKeyRing {
                 return Err(anyhow::Error::new(e).context(format!("reading {}", path.display())));
             }
         };
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &kek);
         let id = format!(
             "local:{}",
-            &digest.as_ref()[..6]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+            crate::crypto::hex(&crate::crypto::sha256(&kek)[..6])
         );
         Ok(Self {
             kek: Zeroizing::new(kek),

@@ -2,11 +2,21 @@
 //!
 //! The current version's YAML is compiled once per process into a plan of self-contained
 //! queries. Each query's result is keyed `dash:{slug}:q:{hash}:v:{version}`, the hash
-//! covering the compiled SQL and the bound parameter values, and looked up in three places:
+//! covering everything that makes the result: the dashboard's own id (a slug can be
+//! deleted and taken again by another team; an id is never reused), its team and
+//! connection, the compiled SQL, the bound parameter values and the limits that shape the
+//! rows. So no entry is ever served to another dashboard, and an entry of a deleted
+//! dashboard is unreachable in every process (a request resolves the slug to the live
+//! dashboard first); the deleting process also drops its entries at once. Keys are looked
+//! up in three places:
 //! an in-process cache (L1, each entry expiring with its TTL), then the cache bucket through
 //! its Postgres index (L2, with expiry and hit counts), then the warehouse. Concurrent misses
 //! on one key run the warehouse query once. Queries run in parallel, bounded; one failing
-//! yields an error for that query only. Precompute walks the same path.
+//! yields an error for that query only. Results are bounded in bytes: a query whose result
+//! is over the cap answers `result_too_large`, and the whole response stays under a budget
+//! (a buffered Lambda response can carry 6 MB), queries past it answering
+//! `response_too_large`. The in-process caches are bounded in bytes too. Precompute walks
+//! the same path.
 
 use std::{
     collections::HashMap,
@@ -41,6 +51,8 @@ pub const WARM_PARALLELISM: usize = 4;
 /// A compiled version of a dashboard.
 pub struct Plan {
     pub dashboard_id: Uuid,
+    /// Bytes of the YAML it was compiled from (its weight in the plan cache).
+    pub yaml_bytes: usize,
     pub version: i32,
     pub dialect: Dialect,
     pub spec: DashboardSpec,
@@ -49,6 +61,8 @@ pub struct Plan {
 
 /// One query's result, as cached.
 pub struct CachedResult {
+    /// The dashboard it belongs to: deleting the dashboard drops it.
+    pub dashboard_id: Uuid,
     /// `"columns":[…],"rows":[…]`: the object's members, ready to splice into a response.
     pub body: Bytes,
     pub row_count: usize,
@@ -80,18 +94,28 @@ pub struct Serving {
     hits: Mutex<(HashMap<String, i64>, Instant)>,
 }
 
-impl Default for Serving {
-    fn default() -> Self {
+/// The plan cache's budget, in bytes of YAML (plans are a few times their YAML).
+const PLAN_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+impl Serving {
+    /// Caches whose results take at most `result_bytes` bytes in all.
+    pub fn new(result_bytes: u64) -> Self {
         Self {
             plans: moka::future::Cache::builder()
-                .max_capacity(1_000)
+                .weigher(|_, p: &Arc<Plan>| {
+                    u32::try_from(p.yaml_bytes.saturating_mul(4)).unwrap_or(u32::MAX)
+                })
+                .max_capacity(PLAN_CACHE_BYTES)
                 .time_to_idle(Duration::from_secs(3600))
+                .support_invalidation_closures()
                 .build(),
             results: moka::future::Cache::builder()
-                .weigher(|_, v: &Arc<CachedResult>| u32::try_from(v.body.len()).unwrap_or(u32::MAX))
-                // Payloads up to 256 MiB in all.
-                .max_capacity(256 * 1024 * 1024)
+                .weigher(|k: &String, v: &Arc<CachedResult>| {
+                    u32::try_from(v.body.len() + k.len() + 128).unwrap_or(u32::MAX)
+                })
+                .max_capacity(result_bytes)
                 .expire_after(UntilExpiry)
+                .support_invalidation_closures()
                 .build(),
             hits: Mutex::new((HashMap::new(), Instant::now())),
         }
@@ -107,6 +131,22 @@ impl Serving {
     pub fn forget_in_memory(&self) {
         self.plans.invalidate_all();
         self.results.invalidate_all();
+    }
+
+    /// Drops a deleted dashboard's plans and results from this process's memory.
+    pub fn forget_dashboard(&self, dashboard_id: Uuid) {
+        let _ = self
+            .plans
+            .invalidate_entries_if(move |(id, _), _| *id == dashboard_id);
+        let _ = self
+            .results
+            .invalidate_entries_if(move |_, r| r.dashboard_id == dashboard_id);
+    }
+
+    /// Bytes the in-process result cache holds now (after pending evictions).
+    pub async fn result_bytes(&self) -> u64 {
+        self.results.run_pending_tasks().await;
+        self.results.weighted_size()
     }
 
     fn count_hit(&self, state: &AppState, key: &str) {
@@ -176,6 +216,7 @@ pub async fn plan(state: &AppState, dashboard: &Dashboard) -> ApiResult<Arc<Plan
             }
             Ok::<_, ApiError>(Arc::new(Plan {
                 dashboard_id: dashboard.id,
+                yaml_bytes: yaml.len(),
                 version: dashboard.version,
                 dialect,
                 spec,
@@ -309,20 +350,31 @@ impl Outcome {
     }
 }
 
-fn cache_key(slug: &str, version: i32, query: &CompiledQuery, params: &[Param]) -> String {
+/// The key of one query's result: `dash:{slug}:q:{hash}:v:{version}`, where the hash covers
+/// everything that makes the result (see the module's documentation). The slug and version
+/// are there for people reading the index; the hash alone tells entries apart.
+fn cache_key(
+    dashboard: &Dashboard,
+    query: &CompiledQuery,
+    params: &[Param],
+    limits: &Limits,
+) -> String {
     let bound: Vec<(&str, &ParamValue)> =
         params.iter().map(|p| (p.name.as_str(), &p.value)).collect();
-    let material = format!(
-        "{}\n{}",
-        query.hash,
-        serde_json::to_string(&bound).unwrap_or_default()
-    );
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, material.as_bytes());
-    let hash: String = d.as_ref()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("dash:{slug}:q:{hash}:v:{version}")
+    let material = serde_json::json!({
+        "dashboard": dashboard.id,
+        "team": dashboard.team_id,
+        "connection": dashboard.connection_id,
+        "version": dashboard.version,
+        "query": query.id,
+        "sql": query.sql,
+        "hash": query.hash,
+        "params": bound,
+        "max_rows": limits.max_rows,
+        "max_result_bytes": limits.max_result_bytes,
+    });
+    let hash = crate::crypto::sha256_hex(material.to_string().as_bytes());
+    format!("dash:{}:q:{hash}:v:{}", dashboard.slug, dashboard.version)
 }
 
 fn blob_key(dashboard_id: Uuid, version: i32, query_id: &str, key: &str) -> String {
@@ -332,6 +384,19 @@ fn blob_key(dashboard_id: Uuid, version: i32, query_id: &str, key: &str) -> Stri
         .and_then(|r| r.split(':').next())
         .unwrap_or("x");
     format!("results/{dashboard_id}/v{version}/{query_id}/{hash}.json")
+}
+
+/// The limits a dashboard's queries run under: the settings', narrowed by the team's.
+pub fn limits(state: &AppState, dashboard: &Dashboard) -> Limits {
+    let w = &state.settings.warehouse;
+    Limits {
+        max_bytes: dashboard.max_bytes_billed,
+        timeout: w.query_timeout,
+        max_rows: w.max_rows,
+        max_result_bytes: dashboard
+            .max_result_bytes
+            .map_or(w.max_result_bytes, |team| team.min(w.max_result_bytes)),
+    }
 }
 
 /// The result stored in the cache bucket: the body and what metadata needs.
@@ -355,6 +420,7 @@ async fn load_or_run(
     plan: &Plan,
     query: &CompiledQuery,
     params: &[Param],
+    limits: &Limits,
     key: &str,
 ) -> Result<(Arc<CachedResult>, bool), (&'static str, String)> {
     let internal = |e: &dyn std::fmt::Display| {
@@ -364,8 +430,8 @@ async fn load_or_run(
     let client = state.db.get().await.map_err(|e| internal(&e))?;
     let indexed = client
         .query_opt(
-            "SELECT blob_key FROM query_cache WHERE cache_key = $1 AND expires_at > now()",
-            &[&key],
+            "SELECT blob_key FROM query_cache WHERE cache_key = $1 AND dashboard_id = $2 AND expires_at > now()",
+            &[&key, &dashboard.id],
         )
         .await
         .map_err(|e| internal(&e))?;
@@ -373,9 +439,11 @@ async fn load_or_run(
         let blob_key: String = row.get(0);
         if let Ok(blob) = state.buckets.cache.get(&blob_key).await
             && let Ok(stored) = serde_json::from_slice::<StoredResult>(&blob.bytes)
+            && stored.body.len() <= limits.max_result_bytes
         {
             return Ok((
                 Arc::new(CachedResult {
+                    dashboard_id: dashboard.id,
                     body: Bytes::from(stored.body),
                     row_count: stored.row_count,
                     truncated: stored.truncated,
@@ -413,17 +481,14 @@ async fn load_or_run(
         )
         .await
         .map_err(|e| (e.code, e.detail.to_string()))?;
-    let limits = Limits {
-        max_bytes: dashboard.max_bytes_billed,
-        timeout: state.settings.warehouse.query_timeout,
-        max_rows: state.settings.warehouse.max_rows,
-    };
     let started = Instant::now();
     let result = warehouse
-        .query(&query.sql, params, &limits)
+        .query(&query.sql, params, limits)
         .await
         .map_err(|e: WarehouseError| (e.code(), e.to_string()))?;
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let (row_count, truncated, bytes_scanned) =
+        (result.rows.len(), result.truncated, result.bytes_scanned);
     #[derive(Serialize)]
     struct Body<'a> {
         columns: &'a [crate::warehouse::Column],
@@ -434,6 +499,14 @@ async fn load_or_run(
         rows: &result.rows,
     })
     .map_err(|e| internal(&e))?;
+    drop(result);
+    // The adapters stop reading past the cap by an estimate; this is the exact check.
+    if body.len() > limits.max_result_bytes + 2 {
+        let e = WarehouseError::ResultTooLarge {
+            limit: limits.max_result_bytes,
+        };
+        return Err((e.code(), e.to_string()));
+    }
     // Keep the members only: `{"columns":…,"rows":…}` → `"columns":…,"rows":…`.
     body.pop();
     body.remove(0);
@@ -441,10 +514,11 @@ async fn load_or_run(
     let ttl = plan.spec.cache_ttl();
     let expires_at = now + ttl;
     let cached = CachedResult {
+        dashboard_id: dashboard.id,
         body: Bytes::from(body),
-        row_count: result.rows.len(),
-        truncated: result.truncated,
-        bytes_scanned: result.bytes_scanned,
+        row_count,
+        truncated,
+        bytes_scanned,
         duration_ms,
         cached_at: now,
         expires_at,
@@ -535,7 +609,8 @@ async fn answer(
             }
         }
     }
-    let key = cache_key(&dashboard.slug, dashboard.version, query, &params);
+    let limits = limits(&state, &dashboard);
+    let key = cache_key(&dashboard, query, &params, &limits);
     if let Some(result) = state.serving.results.get(&key).await {
         state.serving.count_hit(&state, &key);
         return (
@@ -553,7 +628,7 @@ async fn answer(
         .results
         .try_get_with(key.clone(), async {
             let (result, executed) =
-                load_or_run(&state, &dashboard, &plan, query, &params, &key).await?;
+                load_or_run(&state, &dashboard, &plan, query, &params, &limits, &key).await?;
             ran.store(executed, std::sync::atomic::Ordering::Relaxed);
             Ok::<_, (&'static str, String)>(result)
         })
@@ -634,18 +709,24 @@ pub async fn run(
     )
 }
 
-/// The whole dashboard's data response.
-pub fn render_dashboard(dashboard: &Dashboard, outcomes: &[(String, Outcome)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
-        outcomes
-            .iter()
-            .map(|(_, o)| match o {
-                Outcome::Served { result, .. } => result.body.len() + 200,
-                Outcome::Failed { .. } => 200,
-            })
-            .sum::<usize>()
-            + 100,
-    );
+/// The whole dashboard's data response, at most `budget` bytes: a query whose data would
+/// take the response past it (in plan order) answers `response_too_large` instead, and can
+/// still be read alone through the one-query route.
+pub fn render_dashboard(
+    dashboard: &Dashboard,
+    outcomes: &[(String, Outcome)],
+    budget: usize,
+) -> Vec<u8> {
+    /// Room for a query's metadata, or for the error that replaces it.
+    const ROOM: usize = 512;
+    let wanted: usize = outcomes
+        .iter()
+        .map(|(_, o)| match o {
+            Outcome::Served { result, .. } => result.body.len() + ROOM,
+            Outcome::Failed { .. } => ROOM,
+        })
+        .sum();
+    let mut out = Vec::with_capacity(wanted.min(budget) + 128);
     out.extend_from_slice(b"{\"dashboard_slug\":");
     let _ = serde_json::to_writer(&mut out, &dashboard.slug);
     out.extend_from_slice(format!(",\"version\":{},\"queries\":{{", dashboard.version).as_bytes());
@@ -655,7 +736,20 @@ pub fn render_dashboard(dashboard: &Dashboard, outcomes: &[(String, Outcome)]) -
         }
         let _ = serde_json::to_writer(&mut out, id);
         out.push(b':');
-        outcome.write_json(&mut out);
+        match outcome {
+            Outcome::Served { result, .. } if out.len() + result.body.len() + 2 * ROOM > budget => {
+                Outcome::Failed {
+                    code: "response_too_large",
+                    message: format!(
+                        "with this query the dashboard's data would be over the response budget of {budget} \
+                         bytes; read it alone from /v1/dashboards/{}/query/{id}/data",
+                        dashboard.slug
+                    ),
+                }
+                .write_json(&mut out);
+            }
+            _ => outcome.write_json(&mut out),
+        }
     }
     out.extend_from_slice(b"}}");
     out

@@ -124,6 +124,10 @@ pub struct WarehouseSettings {
     pub query_timeout: Duration,
     /// `WAREHOUSE_MAX_ROWS`: rows kept from one query (default 10000).
     pub max_rows: usize,
+    /// `WAREHOUSE_MAX_RESULT_BYTES`: the most bytes one query's result may take as JSON
+    /// (default 4 MiB); a team can lower it (`settings.max_result_bytes`). A larger result
+    /// is an error for that query (`result_too_large`).
+    pub max_result_bytes: usize,
     /// `WAREHOUSE_ALLOW_PRIVATE_HOSTS`: may Postgres warehouses live on loopback or private
     /// addresses? Default: yes outside production, no in production.
     pub allow_private_hosts: bool,
@@ -162,7 +166,17 @@ pub struct Settings {
     pub scheduler: Option<SchedulerSettings>,
     /// `CORS_ALLOWED_ORIGINS`: comma-separated origins allowed to call the API from a browser.
     pub cors_allowed_origins: Vec<String>,
+    /// `DATA_MAX_RESPONSE_BYTES`: the most bytes a whole dashboard's data response may take
+    /// (default 5 MiB, under the 6 MB a buffered Lambda response can carry).
+    pub max_response_bytes: usize,
+    /// `RESULT_CACHE_BYTES`: the in-process budget of cached query results (default 64 MiB).
+    pub result_cache_bytes: u64,
 }
+
+/// Defaults of the result bounds.
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 4 * 1024 * 1024;
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 5 * 1024 * 1024;
+pub const DEFAULT_RESULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// A setting that could not be read; names the variable and never echoes a secret's value.
 #[derive(Debug, thiserror::Error)]
@@ -373,6 +387,11 @@ impl Settings {
                 30u64,
             )?),
             max_rows: parse_num(&get, "WAREHOUSE_MAX_ROWS", 10_000usize)?,
+            max_result_bytes: parse_num(
+                &get,
+                "WAREHOUSE_MAX_RESULT_BYTES",
+                DEFAULT_MAX_RESULT_BYTES,
+            )?,
             allow_private_hosts: match parse("WAREHOUSE_ALLOW_PRIVATE_HOSTS")?.as_deref() {
                 None => environment != Environment::Production,
                 Some("true" | "1" | "yes") => true,
@@ -386,6 +405,21 @@ impl Settings {
             },
         };
 
+        if warehouse.max_rows == 0 {
+            return Err(err("WAREHOUSE_MAX_ROWS", "must be at least 1"));
+        }
+        if warehouse.max_result_bytes < 1024 {
+            return Err(err("WAREHOUSE_MAX_RESULT_BYTES", "must be at least 1024"));
+        }
+        let max_response_bytes =
+            parse_num(&get, "DATA_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES)?;
+        if max_response_bytes < warehouse.max_result_bytes + 4096 {
+            return Err(err(
+                "DATA_MAX_RESPONSE_BYTES",
+                "must exceed WAREHOUSE_MAX_RESULT_BYTES by at least 4096, so that any one result fits",
+            ));
+        }
+        let result_cache_bytes = parse_num(&get, "RESULT_CACHE_BYTES", DEFAULT_RESULT_CACHE_BYTES)?;
         let scheduler = match (
             parse("SCHEDULER_OIDC_AUDIENCE")?,
             parse("SCHEDULER_SERVICE_ACCOUNT")?,
@@ -428,6 +462,8 @@ impl Settings {
             warehouse,
             scheduler,
             cors_allowed_origins,
+            max_response_bytes,
+            result_cache_bytes,
         })
     }
 

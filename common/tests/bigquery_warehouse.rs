@@ -25,6 +25,7 @@ const LIMITS: Limits = Limits {
     max_bytes: 100_000_000,
     timeout: Duration::from_secs(20),
     max_rows: 1000,
+    max_result_bytes: 4 * 1024 * 1024,
 };
 
 async fn warehouse(base: &str, token_url: &str, project: &str) -> BigQueryWarehouse {

@@ -17,6 +17,7 @@ const LIMITS: Limits = Limits {
     max_bytes: 100_000_000,
     timeout: Duration::from_secs(10),
     max_rows: 1000,
+    max_result_bytes: 4 * 1024 * 1024,
 };
 
 async fn reader(wh: &TestWarehouse) -> PostgresWarehouse {
@@ -124,7 +125,7 @@ async fn query_answers_match_the_warehouse_and_values_are_typed() {
     let admin = wh.db.client().await;
     let expected = admin
         .query_one(
-            "SELECT count(*)::int4, sum(amount)::float8 FROM analytics.orders JOIN analytics.order_items USING (order_id) WHERE region = 'EMEA'",
+            "SELECT count(*)::int4, sum(amount)::text FROM analytics.orders JOIN analytics.order_items USING (order_id) WHERE region = 'EMEA'",
             &[],
         )
         .await
@@ -133,7 +134,11 @@ async fn query_answers_match_the_warehouse_and_values_are_typed() {
     let row = &r.rows[0];
     assert_eq!(row[0], json!("EMEA"));
     assert_eq!(row[1], json!(expected.get::<_, i32>(0)));
-    assert!((row[2].as_f64().unwrap() - expected.get::<_, f64>(1)).abs() < 0.005);
+    assert_eq!(
+        row[2],
+        json!(expected.get::<_, String>(1)),
+        "numeric is served as the exact decimal, as a string"
+    );
     assert_eq!(row[3], json!("2025-01-01"));
     assert_eq!(row[4], json!(true));
     assert_eq!(row[5], json!(null));
@@ -297,4 +302,114 @@ async fn types_bridge_cannot_serve_are_named() {
     assert_eq!(ok.rows[0][1], json!([1, 2]));
     assert_eq!(ok.rows[0][2], json!({"k": 1}));
     assert_eq!(ok.rows[0][4], json!(1.5));
+}
+
+#[tokio::test]
+async fn decimals_keep_every_digit() {
+    let wh = TestWarehouse::demo().await;
+    let pg = reader(&wh).await;
+    let r = pg
+        .query(
+            "SELECT 12345678901234567.89::numeric AS big, -0.000000000000000000000000000001::numeric AS tiny, \
+                    'NaN'::numeric AS nan, 9007199254740993::int8 AS int8",
+            &[],
+            &LIMITS,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.rows[0],
+        [
+            json!("12345678901234567.89"),
+            json!("-0.000000000000000000000000000001"),
+            json!("NaN"),
+            json!(9_007_199_254_740_993_i64),
+        ]
+    );
+    assert_eq!(r.columns[0].data_type, "numeric");
+}
+
+#[tokio::test]
+async fn a_result_over_the_byte_cap_is_an_error_and_reading_stops() {
+    let wh = TestWarehouse::demo().await;
+    let pg = reader(&wh).await;
+    let limits = Limits {
+        max_rows: 100_000,
+        max_result_bytes: 64 * 1024,
+        ..LIMITS
+    };
+    // 8000 rows of ~1 KB: 8 MB of JSON, refused after about 64 KB.
+    let e = pg
+        .query(
+            "SELECT order_id, repeat('x', 1000) AS pad FROM analytics.orders",
+            &[],
+            &limits,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, WarehouseError::ResultTooLarge { limit } if limit == 64 * 1024),
+        "{e:?}"
+    );
+    assert_eq!(e.code(), "result_too_large");
+    let small = pg
+        .query(
+            "SELECT order_id FROM analytics.orders ORDER BY order_id LIMIT 100",
+            &[],
+            &limits,
+        )
+        .await
+        .unwrap();
+    assert_eq!(small.rows.len(), 100);
+}
+
+#[tokio::test]
+async fn nothing_a_query_leaves_on_its_session_reaches_the_next() {
+    // The adapter is the last line behind the SQL guard (which refuses these functions): a
+    // session-level advisory lock or setting must not outlive the query on a pooled
+    // connection.
+    let wh = TestWarehouse::demo().await;
+    let owner = PostgresWarehouse::connect(&wh.db.url, true, None)
+        .await
+        .unwrap();
+    owner
+        .query(
+            "SELECT pg_try_advisory_lock(424242) AS locked",
+            &[],
+            &LIMITS,
+        )
+        .await
+        .unwrap();
+    let admin = wh.db.client().await;
+    let held: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 424242",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        held, 0,
+        "the lock was released when the query's connection went back"
+    );
+    for _ in 0..10 {
+        owner
+            .query(
+                "SELECT set_config('bridge.leak', 'yes', false)",
+                &[],
+                &LIMITS,
+            )
+            .await
+            .unwrap();
+        let r = owner
+            .query(
+                "SELECT current_setting('bridge.leak', true) AS v",
+                &[],
+                &LIMITS,
+            )
+            .await
+            .unwrap();
+        assert_ne!(r.rows[0][0], json!("yes"));
+    }
 }

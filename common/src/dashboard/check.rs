@@ -161,16 +161,37 @@ pub async fn check(
         }
     }
 
-    // The guard, then the catalog.
-    let catalog: HashSet<(String, String)> = client
+    // The guard, then the catalog: every table a query reads must be a scanned table of
+    // this connection, compared on all three parts (project or database too: a scanned
+    // `analytics.t` says nothing about `other-project.analytics.t`).
+    let catalog: HashSet<(String, String, String)> = client
         .query(
-            "SELECT d.name, t.name FROM tables t JOIN datasets d ON d.id = t.dataset_id WHERE d.connection_id = $1",
+            "SELECT d.name, d.fully_qualified_name, t.name FROM tables t JOIN datasets d ON d.id = t.dataset_id \
+             WHERE d.connection_id = $1",
             &[&connection.id],
         )
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| {
+            let dataset: String = r.get(0);
+            let qualified: String = r.get(1);
+            let home = qualified
+                .strip_suffix(&format!(".{dataset}"))
+                .unwrap_or_default()
+                .to_owned();
+            (home, dataset, r.get(2))
+        })
         .collect();
+    let home = catalog
+        .iter()
+        .next()
+        .map(|(home, _, _)| home.clone())
+        .unwrap_or_default();
+    let same_catalog = |written: &str| match dialect {
+        // Project ids are lower case; BigQuery resolves them without regard to case.
+        crate::warehouse::Dialect::Bigquery => written.eq_ignore_ascii_case(&home),
+        crate::warehouse::Dialect::Postgres => written == home,
+    };
     let settings_row = client
         .query_one(
             "SELECT settings FROM teams WHERE id = $1",
@@ -203,7 +224,22 @@ pub async fn check(
                     if catalog.is_empty() {
                         unscanned = true;
                         ok = false;
-                    } else if !catalog.contains(&(t.dataset.clone(), t.table.clone())) {
+                    } else if let Some(other) = t.catalog.as_deref().filter(|c| !same_catalog(c)) {
+                        let (what, whose) = match dialect {
+                            crate::warehouse::Dialect::Bigquery => ("project", "project"),
+                            crate::warehouse::Dialect::Postgres => ("database", "database"),
+                        };
+                        errors.push(issue(
+                            &parsed,
+                            &path,
+                            format!(
+                                "`{t}` is in the {what} `{other}`, not the connection's {whose} `{home}`: \
+                                 only tables of the connection's scanned catalog may be read"
+                            ),
+                        ));
+                        ok = false;
+                    } else if !catalog.contains(&(home.clone(), t.dataset.clone(), t.table.clone()))
+                    {
                         errors.push(issue(
                             &parsed,
                             &path,

@@ -250,19 +250,13 @@ pub fn compile(spec: &DashboardSpec, dialect: Dialect) -> (Vec<CompiledQuery>, V
                 }
             }
         }
-        let digest = aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA256,
-            format!("{}\n{}", dialect.as_str(), e.out).as_bytes(),
-        );
+        let digest = crate::crypto::sha256(format!("{}\n{}", dialect.as_str(), e.out).as_bytes());
         compiled.push(CompiledQuery {
             id: q.id.clone(),
             sql: e.out,
             params: e.params,
             refs: order.iter().map(|r| (*r).to_owned()).collect(),
-            hash: digest.as_ref()[..16]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
+            hash: crate::crypto::hex(&digest[..16]),
         });
     }
     (compiled, errors)

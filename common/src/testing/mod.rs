@@ -561,6 +561,56 @@ impl TestApp {
         self.request(Method::DELETE, uri)
     }
 
+    /// Runs a function binary (e.g. `env!("CARGO_BIN_EXE_data")`) as a process of its own
+    /// with this app's settings (same database, buckets and signing secret) and `extra`
+    /// variables, until the returned handle drops: a second process with caches of its own.
+    pub async fn spawn_process(&self, binary: &str, extra: &[(&str, &str)]) -> FunctionProcess {
+        let port = emulators::free_port().unwrap();
+        let log = TempDir::new("bridge-process");
+        let mut cmd = tokio::process::Command::new(binary);
+        cmd.env_clear()
+            .envs(&self.env)
+            .env("PORT", port.to_string())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(std::fs::File::create(log.0.join("stdout.log")).unwrap())
+            .stderr(std::fs::File::create(log.0.join("stderr.log")).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
+        let base = format!("http://127.0.0.1:{port}");
+        let started = std::time::Instant::now();
+        let mut process = FunctionProcess {
+            base,
+            child,
+            log,
+            http: reqwest::Client::new(),
+        };
+        loop {
+            if let Ok(r) = process
+                .http
+                .get(format!("{}/health", process.base))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return process;
+            }
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!("{binary} exited ({status}): {}", process.logs());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{binary} did not answer /health within 30 s: {}",
+                process.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Serves the app on a real socket (127.0.0.1, a free port) until the test ends.
     pub async fn serve(&self) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -570,6 +620,35 @@ impl TestApp {
             let _ = axum::serve(listener, router).await;
         });
         format!("http://{addr}")
+    }
+}
+
+/// A function binary running as its own process; killed on drop.
+pub struct FunctionProcess {
+    pub base: String,
+    child: tokio::process::Child,
+    log: TempDir,
+    pub http: reqwest::Client,
+}
+
+impl FunctionProcess {
+    /// A GET with a bearer token: status and JSON body.
+    pub async fn get_json(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// What the process printed so far.
+    pub fn logs(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.log.0.join(f)).unwrap_or_default();
+        format!("{}{}", read("stdout.log"), read("stderr.log"))
     }
 }
 
@@ -807,21 +886,49 @@ impl TestApp {
             .await
             .json();
         assert_eq!(v["status"], "validated", "{v}");
-        let s = self
-            .post(&format!("/v1/connections/{connection}/scan"))
-            .bearer(&token)
-            .send()
-            .await
-            .json();
-        assert!(
-            s["status"] == "succeeded" || s["status"] == "partial",
-            "{s}"
-        );
+        self.scan(&connection, &token).await;
         Workspace {
             team,
             connection,
             token,
         }
+    }
+
+    /// Scans `connection` and waits for the scan to finish; asserts it read the catalog.
+    pub async fn scan(&self, connection: &str, token: &str) -> Value {
+        let started = self
+            .post(&format!("/v1/connections/{connection}/scan"))
+            .bearer(token)
+            .send()
+            .await;
+        assert!(
+            started.status == StatusCode::ACCEPTED || started.status == StatusCode::OK,
+            "scan: {}",
+            String::from_utf8_lossy(&started.body)
+        );
+        let mut scan = started.json();
+        let began = std::time::Instant::now();
+        while scan["status"] == "running" {
+            assert!(
+                began.elapsed() < Duration::from_secs(60),
+                "the scan did not finish: {scan}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            scan = self
+                .get(&format!(
+                    "/v1/connections/{connection}/scans/{}",
+                    scan["id"].as_str().unwrap()
+                ))
+                .bearer(token)
+                .send()
+                .await
+                .json();
+        }
+        assert!(
+            scan["status"] == "succeeded" || scan["status"] == "partial",
+            "{scan}"
+        );
+        scan
     }
 
     /// A team member with `role`, returning their token.

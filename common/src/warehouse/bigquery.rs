@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::{
     AccessCheck, Column, ColumnInfo, DatasetInfo, Dialect, DryRun, Limits, Param, ParamValue,
-    QueryResult, TableInfo, Warehouse, WarehouseError, short,
+    QueryResult, ResultBudget, TableInfo, Warehouse, WarehouseError, cells, short,
 };
 use crate::gcp::{BIGQUERY_SCOPE, GoogleAuth};
 
@@ -32,6 +32,7 @@ const METADATA_LIMITS: Limits = Limits {
     max_bytes: 100_000_000,
     timeout: Duration::from_secs(30),
     max_rows: 100_000,
+    max_result_bytes: 256 * 1024 * 1024,
 };
 const PAGE_ROWS: usize = 10_000;
 
@@ -95,7 +96,9 @@ fn convert(field: &TableFieldSchema, value: &Value) -> Value {
         "INTEGER" | "INT64" => s
             .and_then(|s| s.parse::<i64>().ok())
             .map_or_else(|| value.clone(), Value::from),
-        "FLOAT" | "FLOAT64" | "NUMERIC" | "BIGNUMERIC" => s
+        // Decimals stay the strings BigQuery sends, with every digit.
+        "NUMERIC" | "BIGNUMERIC" | "DECIMAL" | "BIGDECIMAL" => value.clone(),
+        "FLOAT" | "FLOAT64" => s
             .and_then(|s| s.parse::<f64>().ok())
             .and_then(Number::from_f64)
             .map_or_else(|| value.clone(), Value::Number),
@@ -115,25 +118,27 @@ fn convert_rows(
     rows: &[TableRow],
     into: &mut Vec<Vec<Value>>,
     cap: usize,
-) {
+    budget: &mut ResultBudget,
+) -> Result<(), WarehouseError> {
     for row in rows {
         if into.len() >= cap {
             break;
         }
         let cells = row.columns.as_deref().unwrap_or_default();
-        into.push(
-            schema
-                .iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    cells
-                        .get(i)
-                        .and_then(|c| c.value.as_ref())
-                        .map_or(Value::Null, |v| convert(f, v))
-                })
-                .collect(),
-        );
+        let converted: Vec<Value> = schema
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                cells
+                    .get(i)
+                    .and_then(|c| c.value.as_ref())
+                    .map_or(Value::Null, |v| convert(f, v))
+            })
+            .collect();
+        budget.add(&converted)?;
+        into.push(converted);
     }
+    Ok(())
 }
 
 fn bq_param(p: &Param) -> QueryParameter {
@@ -339,6 +344,7 @@ impl BigQueryWarehouse {
             .and_then(|b| b.parse::<u64>().ok());
         let mut schema = first.schema.and_then(|s| s.fields).unwrap_or_default();
         let mut rows = Vec::new();
+        let mut budget = ResultBudget::new(limits.max_result_bytes);
         if dry_run {
             let columns = schema
                 .iter()
@@ -368,7 +374,8 @@ impl BigQueryWarehouse {
                 first.rows.as_deref().unwrap_or_default(),
                 &mut rows,
                 limits.max_rows,
-            );
+                &mut budget,
+            )?;
         }
         let mut total_rows = first
             .total_rows
@@ -427,7 +434,8 @@ impl BigQueryWarehouse {
                 next.rows.as_deref().unwrap_or_default(),
                 &mut rows,
                 limits.max_rows,
-            );
+                &mut budget,
+            )?;
             token = next.page_token;
         }
         let truncated = total_rows.is_some_and(|t| t > rows.len())
@@ -470,9 +478,10 @@ impl BigQueryWarehouse {
             );
             if let Ok((_, r)) = self.run(&sql, &[], &METADATA_LIMITS, false).await {
                 for row in r.rows {
-                    let (Some(name), Some(when)) =
-                        (row[0].as_str(), row.get(1).and_then(|v| v.as_str()))
-                    else {
+                    let (Some(name), Some(when)) = (
+                        row.first().and_then(Value::as_str),
+                        row.get(1).and_then(Value::as_str),
+                    ) else {
                         continue;
                     };
                     let when =
@@ -489,7 +498,10 @@ impl BigQueryWarehouse {
             );
             if let Ok((_, r)) = self.run(&sql, &[], &METADATA_LIMITS, false).await {
                 for row in r.rows {
-                    let (Some(name), Some(text)) = (row[0].as_str(), row[1].as_str()) else {
+                    let (Some(name), Some(text)) = (
+                        row.first().and_then(Value::as_str),
+                        row.get(1).and_then(Value::as_str),
+                    ) else {
                         continue;
                     };
                     if let Some(d) = datasets.iter_mut().find(|d| d.name == name) {
@@ -515,27 +527,33 @@ impl BigQueryWarehouse {
         r.rows
             .into_iter()
             .filter_map(|row| {
-                let name = row[0].as_str()?.to_owned();
-                let millis = row[3].as_i64();
-                let when = millis.and_then(|ms| {
+                let [name, rows, size, millis] = cells::<4>(&row, "__TABLES__").ok()?;
+                let name = name.as_str()?.to_owned();
+                let when = millis.as_i64().and_then(|ms| {
                     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
                 });
-                Some((name, (row[1].as_i64(), row[2].as_i64(), when)))
+                Some((name, (rows.as_i64(), size.as_i64(), when)))
             })
             .collect()
     }
 
     fn dataset_path(&self, dataset: &str) -> Result<String, WarehouseError> {
-        let plain = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 1024
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        };
-        if !plain(dataset) {
-            return Err(WarehouseError::NotFound(format!("dataset `{dataset}`")));
-        }
-        Ok(format!("`{}`.`{dataset}`", self.project.replace('`', "")))
+        dataset_path(&self.project, dataset)
     }
+}
+
+/// `` `project`.`dataset` `` for SQL, when `dataset` is a plain dataset id (letters, digits
+/// and underscores, as BigQuery requires): nothing else can reach the SQL text.
+fn dataset_path(project: &str, dataset: &str) -> Result<String, WarehouseError> {
+    let plain = !dataset.is_empty()
+        && dataset.len() <= 1024
+        && dataset
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !plain {
+        return Err(WarehouseError::NotFound(format!("dataset `{dataset}`")));
+    }
+    Ok(format!("`{}`.`{dataset}`", project.replace('`', "")))
 }
 
 fn string(v: &Value) -> Option<String> {
@@ -683,56 +701,61 @@ impl Warehouse for BigQueryWarehouse {
 
     async fn list_tables(&self, dataset: &str) -> Result<Vec<TableInfo>, WarehouseError> {
         let path = self.dataset_path(dataset)?;
+        // Every column comes along (not only the partitioning and clustering keys), so that
+        // the table's fingerprint changes with its columns and cached columns are refreshed.
         let sql = format!(
             "SELECT t.table_name, t.table_type, \
-                    ARRAY(SELECT AS STRUCT c.column_name, c.is_partitioning_column, c.clustering_ordinal_position \
+                    ARRAY(SELECT AS STRUCT c.column_name, c.data_type, c.is_nullable, c.is_partitioning_column, \
+                                           c.clustering_ordinal_position \
                           FROM {path}.INFORMATION_SCHEMA.COLUMNS c \
-                          WHERE c.table_name = t.table_name \
-                            AND (c.is_partitioning_column = 'YES' OR c.clustering_ordinal_position IS NOT NULL)) AS keys \
+                          WHERE c.table_name = t.table_name ORDER BY c.ordinal_position) AS columns \
              FROM {path}.INFORMATION_SCHEMA.TABLES t ORDER BY t.table_name"
         );
         let (_, r) = self.run(&sql, &[], &METADATA_LIMITS, false).await?;
         let stats = self.table_stats(&path).await;
-        Ok(r.rows
-            .into_iter()
-            .map(|row| {
-                let name = row[0].as_str().unwrap_or_default().to_owned();
-                let (row_count, size_bytes, last_modified) =
-                    stats.get(&name).copied().unwrap_or_default();
-                let table_type = match row[1].as_str().unwrap_or("BASE TABLE") {
-                    "VIEW" => "VIEW",
-                    "MATERIALIZED VIEW" => "MATERIALIZED_VIEW",
-                    "EXTERNAL" => "EXTERNAL",
-                    _ => "TABLE",
-                };
-                let keys = row[2].as_array().cloned().unwrap_or_default();
-                let partition = keys
-                    .iter()
-                    .find(|k| k["is_partitioning_column"] == "YES")
-                    .and_then(|k| string(&k["column_name"]));
-                let mut clustered: Vec<(i64, String)> = keys
-                    .iter()
-                    .filter_map(|k| {
-                        Some((
-                            k["clustering_ordinal_position"].as_i64()?,
-                            string(&k["column_name"])?,
-                        ))
-                    })
-                    .collect();
-                clustered.sort();
-                TableInfo {
-                    fully_qualified_name: format!("{}.{dataset}.{name}", self.project),
-                    name,
-                    table_type: table_type.into(),
-                    row_count,
-                    size_bytes,
-                    partitioning: partition.map(|field| serde_json::json!({ "field": field })),
-                    clustering: (!clustered.is_empty())
-                        .then(|| clustered.into_iter().map(|(_, c)| c).collect()),
-                    last_modified,
-                }
-            })
-            .collect())
+        let mut tables = Vec::with_capacity(r.rows.len());
+        for row in r.rows {
+            let [name, kind, columns] = cells::<3>(&row, "INFORMATION_SCHEMA.TABLES")?;
+            let name = name.as_str().unwrap_or_default().to_owned();
+            let (row_count, size_bytes, last_modified) =
+                stats.get(&name).copied().unwrap_or_default();
+            let table_type = match kind.as_str().unwrap_or("BASE TABLE") {
+                "VIEW" => "VIEW",
+                "MATERIALIZED VIEW" => "MATERIALIZED_VIEW",
+                "EXTERNAL" => "EXTERNAL",
+                _ => "TABLE",
+            };
+            let columns = columns.as_array().cloned().unwrap_or_default();
+            let partition = columns
+                .iter()
+                .find(|k| k["is_partitioning_column"] == "YES")
+                .and_then(|k| string(&k["column_name"]));
+            let mut clustered: Vec<(i64, String)> = columns
+                .iter()
+                .filter_map(|k| {
+                    Some((
+                        k["clustering_ordinal_position"].as_i64()?,
+                        string(&k["column_name"])?,
+                    ))
+                })
+                .collect();
+            clustered.sort();
+            tables.push(TableInfo {
+                fully_qualified_name: format!("{}.{dataset}.{name}", self.project),
+                name,
+                table_type: table_type.into(),
+                row_count,
+                size_bytes,
+                partitioning: partition.map(|field| serde_json::json!({ "field": field })),
+                clustering: (!clustered.is_empty())
+                    .then(|| clustered.into_iter().map(|(_, c)| c).collect()),
+                last_modified,
+                columns_digest: Some(crate::crypto::sha256_hex(
+                    Value::Array(columns).to_string().as_bytes(),
+                )),
+            });
+        }
+        Ok(tables)
     }
 
     async fn table_columns(
@@ -755,17 +778,21 @@ impl Warehouse for BigQueryWarehouse {
                 "table `{dataset}.{table}`"
             )));
         }
-        Ok(r.rows
-            .into_iter()
-            .map(|row| ColumnInfo {
-                name: row[0].as_str().unwrap_or_default().to_owned(),
-                data_type: row[1].as_str().unwrap_or_default().to_owned(),
-                nullable: row[2].as_str() != Some("NO"),
-                description: None,
-                is_partitioning: row[3].as_str() == Some("YES"),
-                clustering_ordinal: row[4].as_i64().and_then(|v| i32::try_from(v).ok()),
+        r.rows
+            .iter()
+            .map(|row| {
+                let [name, ty, nullable, partitioning, clustering] =
+                    cells::<5>(row, "INFORMATION_SCHEMA.COLUMNS")?;
+                Ok(ColumnInfo {
+                    name: name.as_str().unwrap_or_default().to_owned(),
+                    data_type: ty.as_str().unwrap_or_default().to_owned(),
+                    nullable: nullable.as_str() != Some("NO"),
+                    description: None,
+                    is_partitioning: partitioning.as_str() == Some("YES"),
+                    clustering_ordinal: clustering.as_i64().and_then(|v| i32::try_from(v).ok()),
+                })
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -786,8 +813,16 @@ mod tests {
             Value::from(1.5)
         );
         assert_eq!(
-            convert(&f(FieldType::Numeric), &Value::from("12.25")),
-            Value::from(12.25)
+            convert(&f(FieldType::Numeric), &Value::from("12345678901234567.89")),
+            Value::from("12345678901234567.89"),
+            "decimals keep every digit"
+        );
+        assert_eq!(
+            convert(
+                &f(FieldType::Bignumeric),
+                &Value::from("-0.00000000000000000000000000000000000001")
+            ),
+            Value::from("-0.00000000000000000000000000000000000001")
         );
         assert_eq!(
             convert(&f(FieldType::Bool), &Value::from("true")),
@@ -812,8 +847,28 @@ mod tests {
 
     #[test]
     fn dataset_names_cannot_escape_their_quotes() {
-        let ok = |d: &str| d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        assert!(ok("analytics_prod"));
-        assert!(!ok("a`; DROP"));
+        assert_eq!(
+            dataset_path("my-proj", "analytics_prod").expect("plain"),
+            "`my-proj`.`analytics_prod`"
+        );
+        assert_eq!(
+            dataset_path("my`proj", "a").expect("plain"),
+            "`myproj`.`a`",
+            "a backquote in the project cannot close the quote"
+        );
+        for bad in [
+            "a`; DROP",
+            "",
+            "a.b",
+            "a b",
+            "a-b",
+            "a\u{0}b",
+            &"x".repeat(1025),
+        ] {
+            assert!(
+                matches!(dataset_path("p", bad), Err(WarehouseError::NotFound(_))),
+                "{bad:?} must be refused"
+            );
+        }
     }
 }

@@ -2,8 +2,10 @@
 //! (BigQuery, and Postgres, which is also the local demo warehouse).
 //!
 //! Every query runs under [`Limits`]: a byte cap (BigQuery's `maximumBytesBilled`; on
-//! Postgres the planner's estimate), a timeout and a row cap. Values come back as JSON in
-//! the order of the columns. Errors are [`WarehouseError`]s whose messages are fit for the
+//! Postgres the planner's estimate), a timeout, a row cap and a cap on the result's size
+//! (reading stops as soon as the rows read so far exceed it). Values come back as JSON in
+//! the order of the columns; decimals (`NUMERIC`, `BIGNUMERIC`, Postgres `numeric`) as
+//! JSON strings holding every digit, since a JSON number would be read as a double. Errors are [`WarehouseError`]s whose messages are fit for the
 //! person who owns the warehouse, and never carry the credentials.
 
 pub mod bigquery;
@@ -74,6 +76,67 @@ pub struct Limits {
     pub timeout: Duration,
     /// Rows kept; more are dropped and the result is marked truncated.
     pub max_rows: usize,
+    /// The most bytes the result may take as JSON; a larger one is an error
+    /// ([`WarehouseError::ResultTooLarge`]), not a truncation.
+    pub max_result_bytes: usize,
+}
+
+/// About how many bytes `v` takes as JSON: exact for everything but escapes in strings
+/// and the digits of floats. Cheap enough to run on every cell, so that reading a result
+/// can stop as soon as it is too large, before it is all in memory.
+pub fn json_size(v: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match v {
+        Value::Null => 4,
+        Value::Bool(true) => 4,
+        Value::Bool(false) => 5,
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => digits(u),
+            (None, Some(i)) => 1 + digits(i.unsigned_abs()),
+            _ => 24,
+        },
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => 2 + items.len() + items.iter().map(json_size).sum::<usize>(),
+        Value::Object(members) => {
+            2 + members.len() * 2
+                + members
+                    .iter()
+                    .map(|(k, v)| k.len() + 2 + json_size(v))
+                    .sum::<usize>()
+        }
+    }
+}
+
+fn digits(mut n: u64) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+/// Adds rows' sizes as they are read, and says when the result is over its cap.
+#[derive(Debug)]
+pub struct ResultBudget {
+    used: usize,
+    limit: usize,
+}
+
+impl ResultBudget {
+    pub fn new(limit: usize) -> Self {
+        Self { used: 0, limit }
+    }
+
+    /// Counts one row (its cells, commas and brackets); an error once over the cap.
+    pub fn add(&mut self, row: &[serde_json::Value]) -> Result<(), WarehouseError> {
+        self.used += 3 + row.len() + row.iter().map(json_size).sum::<usize>();
+        if self.used > self.limit {
+            Err(WarehouseError::ResultTooLarge { limit: self.limit })
+        } else {
+            Ok(())
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -122,6 +185,10 @@ pub struct TableInfo {
     pub partitioning: Option<serde_json::Value>,
     pub clustering: Option<Vec<String>>,
     pub last_modified: Option<OffsetDateTime>,
+    /// A digest of the columns (names, types, nullability, descriptions), when the listing
+    /// can tell it cheaply: it changes when a column is added, dropped or changed, so
+    /// that columns cached under the table's fingerprint are read again.
+    pub columns_digest: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -155,6 +222,10 @@ pub enum WarehouseError {
     BytesLimit { limit: u64, estimated: Option<u64> },
     #[error("the query did not finish within {0:?}")]
     Timeout(Duration),
+    #[error(
+        "the result is larger than the cap of {limit} bytes: select fewer columns or rows, or aggregate"
+    )]
+    ResultTooLarge { limit: usize },
     #[error("not found: {0}")]
     NotFound(String),
     #[error("{0}")]
@@ -172,6 +243,7 @@ impl WarehouseError {
             Self::InvalidQuery(_) => "invalid_query",
             Self::BytesLimit { .. } => "bytes_limit_exceeded",
             Self::Timeout(_) => "query_timeout",
+            Self::ResultTooLarge { .. } => "result_too_large",
             Self::NotFound(_) => "warehouse_object_not_found",
             Self::Unsupported(_) => "unsupported",
             Self::Unavailable(_) => "warehouse_unavailable",
@@ -220,6 +292,22 @@ pub trait Warehouse: Send + Sync {
         dataset: &str,
         table: &str,
     ) -> Result<Vec<ColumnInfo>, WarehouseError>;
+}
+
+/// The first `N` cells of a metadata row Bridge asked for: a shorter row (a warehouse or
+/// proxy answering with fewer columns than the query names) is an error, not a panic.
+pub(crate) fn cells<'a, const N: usize>(
+    row: &'a [serde_json::Value],
+    what: &str,
+) -> Result<&'a [serde_json::Value; N], WarehouseError> {
+    row.get(..N)
+        .and_then(|cells| <&[serde_json::Value; N]>::try_from(cells).ok())
+        .ok_or_else(|| {
+            WarehouseError::Unavailable(format!(
+                "the warehouse answered {what} with {} columns where {N} were asked for",
+                row.len()
+            ))
+        })
 }
 
 /// Trims a driver's message to its first line and a sane length.

@@ -17,8 +17,11 @@ use tokio_postgres::{
 
 use super::{
     AccessCheck, Column, ColumnInfo, DatasetInfo, Dialect, DryRun, Limits, Param, ParamValue,
-    QueryResult, TableInfo, Warehouse, WarehouseError, short,
+    QueryResult, ResultBudget, TableInfo, Warehouse, WarehouseError, short,
 };
+
+/// Rows fetched from a portal at a time.
+const FETCH_BATCH: usize = 1_000;
 
 pub struct PostgresWarehouse {
     pool: Pool,
@@ -133,13 +136,21 @@ impl PostgresWarehouse {
     }
 }
 
+/// What a query can leave behind on its session that a rollback does not undo: advisory
+/// locks, settings, listeners, temporary objects. Cleared after every use, so nothing of one
+/// query reaches the next on a pooled connection.
+const RESET_SESSION: &str =
+    "SELECT pg_advisory_unlock_all(); RESET ALL; UNLISTEN *; DISCARD SEQUENCES; DISCARD TEMP";
+
 /// Runs `$body` (which may use `?`) in a read-only transaction with `statement_timeout` set,
-/// bounded by a client-side timeout too; always rolls back.
+/// bounded by a client-side timeout too (a stalled server cannot hold a request); always
+/// rolls back, then resets the session. A connection that timed out or cannot be reset
+/// leaves the pool instead of carrying anything to the next query.
 macro_rules! read_only {
-    ($self:ident, $timeout:expr, |$tx:ident| $body:block) => {{
+    ($self:ident, $timeout:expr, |$tx:ident| $body:block) => {async {
         let timeout: Duration = $timeout;
+        let mut client = $self.client().await?;
         let work = async {
-            let mut client = $self.client().await?;
             let owned = client.build_transaction().read_only(true).start().await.map_err(map_pg)?;
             owned
                 .batch_execute(&format!("SET LOCAL statement_timeout = {}", timeout.as_millis().max(1)))
@@ -151,10 +162,18 @@ macro_rules! read_only {
             out
         };
         match tokio::time::timeout(timeout + Duration::from_secs(2), work).await {
-            Ok(r) => r,
-            Err(_) => Err(WarehouseError::Timeout(timeout)),
+            Ok(out) => {
+                if client.batch_execute(RESET_SESSION).await.is_err() {
+                    drop(deadpool_postgres::Object::take(client));
+                }
+                out
+            }
+            Err(_) => {
+                drop(deadpool_postgres::Object::take(client));
+                Err(WarehouseError::Timeout(timeout))
+            }
         }
-    }};
+    }.await};
 }
 
 fn map_pg(e: tokio_postgres::Error) -> WarehouseError {
@@ -293,13 +312,8 @@ impl<'a> FromSql<'a> for Cell {
             Type::OID => Value::from(u32::from_sql(ty, raw)?),
             Type::FLOAT4 => number(f64::from(f32::from_sql(ty, raw)?)),
             Type::FLOAT8 => number(f64::from_sql(ty, raw)?),
-            Type::NUMERIC => {
-                let s = numeric_string(raw)?;
-                s.parse::<f64>()
-                    .ok()
-                    .and_then(Number::from_f64)
-                    .map_or(Value::String(s), Value::Number)
-            }
+            // Every digit, as a string: a JSON number would be read as a double.
+            Type::NUMERIC => Value::String(numeric_string(raw)?),
             Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
                 Value::String(String::from_sql(ty, raw)?)
             }
@@ -476,24 +490,38 @@ impl Warehouse for PostgresWarehouse {
             let bound: Vec<Bound<'_>> = params.iter().map(|p| Bound(&p.value)).collect();
             let refs: Vec<&(dyn ToSql + Sync)> =
                 bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
-            // A portal fetches only what is kept (plus one, to know whether more existed).
+            // A portal fetches in batches, only what is kept (plus one row, to know whether
+            // more existed), and stops as soon as the rows so far are over the size cap.
             let portal = tx.bind(&stmt, &refs).await.map_err(map_pg)?;
-            let fetch = i32::try_from(limits.max_rows.saturating_add(1)).unwrap_or(i32::MAX);
-            let fetched = tx.query_portal(&portal, fetch).await.map_err(map_pg)?;
-            let truncated = fetched.len() > limits.max_rows;
-            let mut rows = Vec::with_capacity(fetched.len().min(limits.max_rows));
-            for row in fetched.iter().take(limits.max_rows) {
-                let mut out = Vec::with_capacity(columns.len());
-                for i in 0..columns.len() {
-                    let cell: Cell = row.try_get(i).map_err(|e| {
-                        WarehouseError::Unsupported(match std::error::Error::source(&e) {
-                            Some(s) => s.to_string(),
-                            None => short(e),
-                        })
-                    })?;
-                    out.push(cell.0);
+            let mut budget = ResultBudget::new(limits.max_result_bytes);
+            let mut rows: Vec<Vec<Value>> = Vec::new();
+            let mut truncated = false;
+            loop {
+                let want = (limits.max_rows + 1 - rows.len()).min(FETCH_BATCH);
+                let fetch = i32::try_from(want).unwrap_or(i32::MAX);
+                let fetched = tx.query_portal(&portal, fetch).await.map_err(map_pg)?;
+                let exhausted = fetched.len() < want;
+                for row in &fetched {
+                    if rows.len() == limits.max_rows {
+                        truncated = true;
+                        break;
+                    }
+                    let mut out = Vec::with_capacity(columns.len());
+                    for i in 0..columns.len() {
+                        let cell: Cell = row.try_get(i).map_err(|e| {
+                            WarehouseError::Unsupported(match std::error::Error::source(&e) {
+                                Some(s) => s.to_string(),
+                                None => short(e),
+                            })
+                        })?;
+                        out.push(cell.0);
+                    }
+                    budget.add(&out)?;
+                    rows.push(out);
                 }
-                rows.push(out);
+                if truncated || exhausted {
+                    break;
+                }
             }
             Ok(QueryResult {
                 columns,
@@ -546,7 +574,11 @@ impl Warehouse for PostgresWarehouse {
                     "SELECT c.relname::text, c.relkind::text, \
                             CASE WHEN c.reltuples >= 0 THEN c.reltuples::int8 END, \
                             pg_total_relation_size(c.oid), \
-                            CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END \
+                            CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END, \
+                            (SELECT md5(string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' ' \
+                                                   || a.attnotnull::text || ' ' || coalesce(col_description(c.oid, a.attnum), ''), \
+                                                   E'\\n' ORDER BY a.attnum)) \
+                             FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns_digest \
                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition \
                        AND has_table_privilege(c.oid, 'SELECT') \
@@ -579,6 +611,7 @@ impl Warehouse for PostgresWarehouse {
                         }),
                         clustering: None,
                         last_modified: None,
+                        columns_digest: r.get("columns_digest"),
                     }
                 })
                 .collect())

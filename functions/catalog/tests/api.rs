@@ -328,6 +328,57 @@ async fn columns_are_read_live_then_served_from_the_cache() {
 }
 
 #[tokio::test]
+async fn cached_columns_are_read_again_when_the_tables_columns_change() {
+    let f = fixture(&[]).await;
+    let wh = TestWarehouse::demo().await;
+    let id = f.connect("postgres", json!({ "url": wh.reader_url })).await;
+    f.scan(&id).await;
+    let customers = |tables: Vec<Value>| {
+        tables
+            .into_iter()
+            .find(|t| t["name"] == "customers")
+            .unwrap()
+    };
+    let table = customers(f.tables(&id).await);
+    let uri = format!("/v1/tables/{}/columns", table["id"].as_str().unwrap());
+    f.app
+        .get(&uri)
+        .bearer(&f.ada)
+        .send()
+        .await
+        .assert_status(200);
+    let cached = f.app.get(&uri).bearer(&f.ada).send().await.json();
+    assert_eq!(cached["cached"], true);
+
+    // The warehouse's owner adds a column (row counts and sizes stay the same).
+    wh.db
+        .client()
+        .await
+        .batch_execute("ALTER TABLE analytics.customers ADD COLUMN loyalty_tier text")
+        .await
+        .unwrap();
+    f.scan(&id).await;
+    assert_eq!(
+        customers(f.tables(&id).await)["id"],
+        table["id"],
+        "the same table"
+    );
+    let fresh = f.app.get(&uri).bearer(&f.ada).send().await.json();
+    assert_eq!(
+        fresh["cached"], false,
+        "the new fingerprint missed the cache"
+    );
+    assert!(
+        fresh["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "loyalty_tier"),
+        "{fresh}"
+    );
+}
+
+#[tokio::test]
 async fn a_bigquery_dataset_that_fails_is_recorded_and_the_scan_goes_on() {
     let stub = BigQueryStub::start().await;
     stub.respond(

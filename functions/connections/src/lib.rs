@@ -275,6 +275,12 @@ async fn delete_connection(
         .map_err(connections::blob_error)?;
     tx.commit().await?;
     state.warehouses.forget(id).await;
+    // Other processes can no longer reach these entries (the tables are gone, and the key
+    // names the connection); this one drops them now.
+    let prefix = format!("catalog/columns/{id}/");
+    let _ = state
+        .column_cache
+        .invalidate_entries_if(move |key, _| key.starts_with(&prefix));
     tracing::info!(connection_id = %id, "connection deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -58,7 +58,11 @@ async fn dashboard_data(
     let values = serving::bind_parameters(&plan.spec, &query_pairs(&req))?;
     let dashboard = Arc::new(dashboard);
     let (outcomes, _) = serving::run(&state, dashboard.clone(), plan, values, None).await;
-    Ok(json(serving::render_dashboard(&dashboard, &outcomes)))
+    Ok(json(serving::render_dashboard(
+        &dashboard,
+        &outcomes,
+        state.settings.max_response_bytes,
+    )))
 }
 
 /// One query's data (members): `{columns, rows, metadata}`, or a problem if it fails.
@@ -114,7 +118,7 @@ async fn query_data(
 fn failure(code: &'static str, message: &str) -> ApiError {
     use axum::http::StatusCode;
     let status = match code {
-        "invalid_query" | "bytes_limit_exceeded" | "unsupported" => {
+        "invalid_query" | "bytes_limit_exceeded" | "result_too_large" | "unsupported" => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
         "parameter_required" => StatusCode::BAD_REQUEST,

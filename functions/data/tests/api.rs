@@ -34,6 +34,14 @@ async fn setup() -> (TestApp, TestWarehouse, Workspace) {
     (app, wh, ws)
 }
 
+/// A served decimal: `numeric` values arrive as strings holding every digit.
+fn decimal(v: &Value) -> f64 {
+    v.as_str()
+        .unwrap_or_else(|| panic!("a decimal is served as a string: {v}"))
+        .parse()
+        .unwrap()
+}
+
 async fn data(app: &TestApp, token: &str, query: &str) -> Value {
     let r = app
         .get(&format!("/v1/dashboards/revenue-overview/data{query}"))
@@ -87,13 +95,10 @@ async fn answers_match_the_warehouse_and_repeat_from_the_cache() {
         .await
         .unwrap();
     assert!(
-        (total["rows"][0][0].as_f64().unwrap() - expected.get::<_, f64>(0)).abs() < 0.005,
+        (decimal(&total["rows"][0][0]) - expected.get::<_, f64>(0)).abs() < 0.005,
         "{total}"
     );
-    assert_eq!(
-        total["rows"][0][1].as_f64().unwrap(),
-        expected.get::<_, f64>(1)
-    );
+    assert_eq!(decimal(&total["rows"][0][1]), expected.get::<_, f64>(1));
     let meta = &total["metadata"];
     assert_eq!(
         (meta["row_count"].as_i64(), meta["cache_hit"].as_bool()),
@@ -153,14 +158,7 @@ async fn parameters_are_typed_bound_and_checked() {
         .await
         .unwrap()
         .get(0);
-    assert!(
-        (apac["queries"]["revenue_total"]["rows"][0][0]
-            .as_f64()
-            .unwrap()
-            - expected)
-            .abs()
-            < 0.005
-    );
+    assert!((decimal(&apac["queries"]["revenue_total"]["rows"][0][0]) - expected).abs() < 0.005);
     assert_eq!(
         apac["queries"]["revenue_total"]["metadata"]["cache_hit"], false,
         "other values, another key"
@@ -194,7 +192,7 @@ async fn one_query_can_be_asked_for_alone() {
         .await;
     r.assert_status(200);
     let q = r.json();
-    assert!(q["rows"][0][0].as_f64().unwrap() > 0.0);
+    assert!(decimal(&q["rows"][0][0]) > 0.0);
     assert_eq!(q["metadata"]["cache_hit"], false);
     let whole = data(&app, &ws.token, "?region=AMER").await;
     assert_eq!(
@@ -417,4 +415,50 @@ async fn the_teams_byte_cap_holds_when_serving() {
 
 async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
     futures::future::join_all(futures).await
+}
+
+#[tokio::test]
+async fn bigquery_tables_are_checked_with_their_project() {
+    let stub = BigQueryStub::start().await;
+    let (app, ws) = bigquery(&stub).await;
+    let yaml = |table: &str| {
+        format!(
+            "version: 1\nkind: dashboard\nslug: bq-other\ntitle: Other\nconnection: {}\nqueries:\n  - id: q\n    sql: SELECT region FROM {table}\nlayout:\n  - {{ id: t, type: table, query: q, position: {{ x: 0, y: 0, w: 12, h: 4 }} }}\n",
+            ws.connection
+        )
+    };
+    let report = |yaml: String| {
+        let app = &app;
+        let token = ws.token.clone();
+        async move {
+            app.post("/v1/dashboards/validate")
+                .bearer(&token)
+                .json(&json!({ "yaml": yaml }))
+                .send()
+                .await
+                .json()
+        }
+    };
+    // `sales.orders` is scanned in the connection's project, `acme`; another project's
+    // table of the same dataset and name is not.
+    let other = report(yaml("`other-project.sales.orders`")).await;
+    assert_eq!(other["valid"], false, "{other}");
+    let message = other["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("other-project") && message.contains("`acme`"),
+        "{message}"
+    );
+    stub.respond(
+        "`ACME.sales.orders`",
+        StubQuery::rows(
+            1_000,
+            json!({ "fields": [{ "name": "region", "type": "STRING" }] }),
+            vec![],
+        ),
+    );
+    let own = report(yaml("`ACME.sales.orders`")).await;
+    assert_eq!(
+        own["valid"], true,
+        "project ids resolve without regard to case: {own}"
+    );
 }

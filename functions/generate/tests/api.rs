@@ -597,3 +597,65 @@ async fn bad_bodies_and_headers_are_named() {
         }
     }
 }
+
+#[tokio::test]
+async fn concurrent_writers_are_each_answered_the_version_they_wrote() {
+    let (app, _wh, ws) = setup().await;
+    let yaml = sample_dashboard("revenue-overview", &ws.connection);
+    create(&app, &ws, &yaml).await.assert_status(201);
+    let writers = 16;
+    let answers = futures::future::join_all((0..writers).map(|i| {
+        let body = yaml.replace("title: Revenue overview", &format!("title: Writer {i}"));
+        let app = &app;
+        let token = &ws.token;
+        async move {
+            let r = app
+                .put("/v1/dashboards/revenue-overview/yaml")
+                .bearer(token)
+                .raw("application/yaml", body)
+                .send()
+                .await;
+            (i, r)
+        }
+    }))
+    .await;
+    let mut versions = std::collections::BTreeSet::new();
+    for (i, r) in &answers {
+        r.assert_status(200);
+        let version = r.json()["version"].as_i64().unwrap();
+        assert_eq!(
+            r.json()["title"],
+            format!("Writer {i}"),
+            "writer {i} was answered another's write"
+        );
+        assert_eq!(r.header("etag"), Some(format!("\"{version}\"").as_str()));
+        let stored = app
+            .get(&format!(
+                "/v1/dashboards/revenue-overview/yaml?version={version}"
+            ))
+            .bearer(&ws.token)
+            .send()
+            .await;
+        let text = String::from_utf8_lossy(&stored.body).into_owned();
+        assert!(
+            text.contains(&format!("title: Writer {i}\n")),
+            "version {version} is not writer {i}'s"
+        );
+        versions.insert(version);
+    }
+    assert_eq!(
+        versions.len(),
+        writers,
+        "every writer made a version of its own"
+    );
+
+    let deletes = futures::future::join_all((0..8).map(|_| {
+        app.delete("/v1/dashboards/revenue-overview")
+            .bearer(&ws.token)
+            .send()
+    }))
+    .await;
+    let mut statuses: Vec<u16> = deletes.iter().map(|r| r.status.as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [204, 404, 404, 404, 404, 404, 404, 404]);
+}

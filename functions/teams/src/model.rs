@@ -245,6 +245,7 @@ mod tests {
     fn settings_patches_merge_and_null_removes() {
         let current = TeamSettings {
             max_bytes_billed: Some(50_000_000),
+            ..TeamSettings::default()
         };
         let patch: PatchTeam =
             serde_json::from_str(r#"{"settings":{"max_bytes_billed":null}}"#).expect("json");

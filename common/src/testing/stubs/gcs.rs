@@ -181,12 +181,10 @@ fn generation_match(headers: &HeaderMap) -> Option<Result<i64, Response>> {
 }
 
 fn etag_of(data: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
-    let hex: String = digest.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("\"{hex}\"")
+    format!(
+        "\"{}\"",
+        crate::crypto::hex(&crate::crypto::sha256(data)[..16])
+    )
 }
 
 fn with_object_headers(

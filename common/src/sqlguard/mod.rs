@@ -21,16 +21,25 @@
 //!    (`WITH d AS (DELETE FROM t RETURNING *) SELECT …`);
 //! 4. `SELECT … INTO` (creates a table) and locking clauses (`FOR UPDATE`, `FOR SHARE`; the
 //!    parser rejects `FOR NO KEY UPDATE` / `FOR KEY SHARE` outright);
-//! 5. functions with side effects or that reach outside the warehouse, by name,
-//!    case-insensitively, schema-qualified or not (see [`POSTGRES_BLOCKED`] and
-//!    [`BIGQUERY_BLOCKED`] for the lists and the reason for each);
+//! 5. every function that is not on the dialect's allow-list ([`functions`]: aggregates,
+//!    window, math, string, date, JSON, array, conditional…; on Postgres unqualified or
+//!    `pg_catalog.`, never another schema's), naming the function; and Postgres's
+//!    `OPERATOR(schema.op)` with a schema other than `pg_catalog`;
 //! 6. unqualified tables (a one-part name that is not a CTE in scope) and names of more than three
 //!    parts; and, on BigQuery, a FROM path that starts with the alias of another FROM item
 //!    (`FROM analytics.orders o, o.items`, an implicit UNNEST), which would otherwise look like
 //!    a table: write `UNNEST(o.items)`;
-//! 7. table functions other than a small read-only set (see [`POSTGRES_TABLE_FUNCTIONS`]; on
+//! 7. table functions other than a small read-only set (see [`functions::POSTGRES_TABLE`]; on
 //!    BigQuery only `UNNEST`, fed by `GENERATE_ARRAY`, `GENERATE_DATE_ARRAY`… as needed), and the
 //!    `TABLE x` shorthand.
+//!
+//! Identifiers are compared the way the warehouse resolves them, so that the guard and the
+//! warehouse never read a name differently: Postgres folds unquoted identifiers to lower case
+//! and decodes Unicode-escaped ones (`U&"pg\005fsleep"` is `pg_sleep`, with `UESCAPE` if
+//! given) before the parser sees them; BigQuery quoted identifiers with escape sequences
+//! (`` `a\x2eb` ``) are refused. Two Postgres constructs the parser does not know and that
+//! cannot hide a table or a function, `BETWEEN SYMMETRIC` and window frames' `EXCLUDE …`, are
+//! read without those keywords (the warehouse still runs the SQL as written).
 //!
 //! Tables are every table factor's name (FROM, JOIN, subqueries, CTE bodies, set operations,
 //! LATERAL, `IN (subquery)`, `EXISTS`, scalar subqueries, pipe operators…), minus names that
@@ -49,8 +58,8 @@ use std::{fmt, ops::ControlFlow};
 use serde::Serialize;
 use sqlparser::{
     ast::{
-        Expr, Ident, ObjectName, ObjectNamePart, PipeOperator, Query, Select, SetExpr, Spanned,
-        Statement, TableFactor, TableWithJoins, Visit, Visitor,
+        BinaryOperator, Expr, Ident, ObjectName, ObjectNamePart, PipeOperator, Query, Select,
+        SetExpr, Spanned, Statement, TableFactor, TableWithJoins, Visit, Visitor,
     },
     dialect::{BigQueryDialect, PostgreSqlDialect},
     keywords::Keyword,
@@ -59,6 +68,9 @@ use sqlparser::{
 };
 
 use crate::warehouse::Dialect;
+
+pub mod functions;
+mod lexical;
 
 /// A table the query reads, as written (identifier case as the dialect resolves it: Postgres
 /// folds unquoted identifiers to lower case; BigQuery keeps case).
@@ -119,162 +131,6 @@ impl fmt::Display for GuardError {
 }
 
 impl std::error::Error for GuardError {}
-
-/// A function refused by name. `name` is lower case; `prefix` matches every function whose
-/// name starts with it.
-#[derive(Debug)]
-pub struct Blocked {
-    pub name: &'static str,
-    pub prefix: bool,
-    /// Completes "it …".
-    pub why: &'static str,
-}
-
-const fn exact(name: &'static str, why: &'static str) -> Blocked {
-    Blocked {
-        name,
-        prefix: false,
-        why,
-    }
-}
-
-const fn prefix(name: &'static str, why: &'static str) -> Blocked {
-    Blocked {
-        name,
-        prefix: true,
-        why,
-    }
-}
-
-const SEQUENCE: &str = "changes a sequence (a write)";
-const SERVER: &str = "controls the database server";
-const FILES: &str = "reads or writes files on the database server";
-const SQL_STRING: &str = "runs SQL given as a string, which the guard cannot check";
-const REPLICATION: &str = "changes replication state";
-
-/// Postgres functions refused by name, matched on the last part of the name (so
-/// `pg_catalog.nextval` too). Read-only look-alikes stay allowed: `currval`, `lastval`,
-/// `txid_current`, `pg_current_xact_id`, `current_setting`.
-pub const POSTGRES_BLOCKED: &[Blocked] = &[
-    exact("nextval", SEQUENCE),
-    exact("setval", SEQUENCE),
-    prefix(
-        "pg_sleep",
-        "holds a connection doing nothing (pg_sleep, pg_sleep_for, pg_sleep_until)",
-    ),
-    exact("pg_terminate_backend", SERVER),
-    exact("pg_cancel_backend", SERVER),
-    exact("pg_reload_conf", SERVER),
-    exact("pg_rotate_logfile", SERVER),
-    exact("pg_log_backend_memory_contexts", SERVER),
-    exact("pg_promote", SERVER),
-    exact("pg_switch_wal", SERVER),
-    exact("pg_create_restore_point", SERVER),
-    prefix("pg_backup_", SERVER),
-    exact("pg_start_backup", SERVER),
-    exact("pg_stop_backup", SERVER),
-    prefix("pg_wal_replay_", SERVER),
-    exact(
-        "pg_import_system_collations",
-        "creates collations (a write)",
-    ),
-    prefix("pg_stat_reset", "resets statistics (a write)"),
-    exact("pg_stat_statements_reset", "resets statistics (a write)"),
-    exact(
-        "set_config",
-        "changes a setting of the session or transaction",
-    ),
-    prefix("pg_advisory_", "takes or releases an advisory lock"),
-    prefix("pg_try_advisory_", "takes an advisory lock"),
-    exact("pg_notify", "sends a notification to other sessions"),
-    prefix("lo_", "reads or writes large objects or server files"),
-    exact("pg_read_file", FILES),
-    exact("pg_read_binary_file", FILES),
-    prefix("pg_ls_", FILES),
-    exact("pg_stat_file", FILES),
-    prefix("pg_file_", FILES),
-    prefix("dblink", "connects to another database"),
-    prefix("query_to_", SQL_STRING),
-    prefix("cursor_to_", "reads an open cursor"),
-    prefix(
-        "table_to_",
-        "reads a whole table named by a string, out of the guard's sight",
-    ),
-    prefix(
-        "schema_to_",
-        "reads a whole schema named by a string, out of the guard's sight",
-    ),
-    prefix(
-        "database_to_",
-        "reads the whole database, out of the guard's sight",
-    ),
-    exact("ts_stat", SQL_STRING),
-    prefix("crosstab", SQL_STRING),
-    exact("connectby", SQL_STRING),
-    prefix("pg_create_", REPLICATION),
-    exact("pg_drop_replication_slot", REPLICATION),
-    exact("pg_replication_slot_advance", REPLICATION),
-    prefix("pg_copy_", REPLICATION),
-    prefix("pg_replication_origin_", REPLICATION),
-    prefix("pg_logical_", REPLICATION),
-    exact("brin_summarize_new_values", "changes an index (a write)"),
-    exact("brin_summarize_range", "changes an index (a write)"),
-    exact("brin_desummarize_range", "changes an index (a write)"),
-    exact("gin_clean_pending_list", "changes an index (a write)"),
-];
-
-/// BigQuery functions refused by name, matched on the whole lower-case name without a leading
-/// `SAFE.`. `ML.*` stays allowed (its scalar functions are pure; `ML.PREDICT` and friends are
-/// table functions, refused by rule 7), as do `SESSION_USER`, `@@` system variables and `NET.*`.
-pub const BIGQUERY_BLOCKED: &[Blocked] = &[
-    exact(
-        "external_query",
-        "runs a query in an external database (Cloud SQL, Spanner…)",
-    ),
-    exact(
-        "external_object_transform",
-        "reads Cloud Storage objects outside the warehouse",
-    ),
-    prefix(
-        "ai.",
-        "calls a Vertex AI model outside the warehouse, billed separately",
-    ),
-    prefix(
-        "obj.",
-        "reaches Cloud Storage objects (metadata, signed URLs) outside the warehouse",
-    ),
-    exact("keys.keyset_chain", "calls Cloud KMS outside the warehouse"),
-];
-
-/// Postgres table functions allowed in FROM (unqualified or `pg_catalog.`): set-returning
-/// functions that only read their arguments.
-pub const POSTGRES_TABLE_FUNCTIONS: &[&str] = &[
-    "generate_series",
-    "generate_subscripts",
-    "unnest",
-    "json_each",
-    "json_each_text",
-    "jsonb_each",
-    "jsonb_each_text",
-    "json_array_elements",
-    "json_array_elements_text",
-    "jsonb_array_elements",
-    "jsonb_array_elements_text",
-    "json_object_keys",
-    "jsonb_object_keys",
-    "json_to_record",
-    "json_to_recordset",
-    "jsonb_to_record",
-    "jsonb_to_recordset",
-    "json_populate_record",
-    "json_populate_recordset",
-    "jsonb_populate_record",
-    "jsonb_populate_recordset",
-    "jsonb_path_query",
-    "regexp_matches",
-    "regexp_split_to_table",
-    "string_to_table",
-];
 
 /// Parses `sql` in `dialect` and checks it. Ok: the distinct tables it reads, in first-seen order.
 /// Err: every problem found (at least one), not just the first.
@@ -350,6 +206,7 @@ fn parse(sql: &str, dialect: Dialect) -> Result<Vec<Statement>, GuardError> {
     let tokens = Tokenizer::new(parser_dialect, sql)
         .tokenize_with_location()
         .map_err(|e| parse_error(sql, e.into(), dialect))?;
+    let tokens = lexical::normalise(tokens, dialect)?;
     let significant = tokens
         .iter()
         .filter(|t| !matches!(t.token, Token::Whitespace(_)))
@@ -710,85 +567,92 @@ impl<'a> Guard<'a> {
         })
     }
 
-    fn blocked(&self, name: &ObjectName) -> Option<&'static Blocked> {
-        let idents: Vec<String> = name
-            .0
-            .iter()
-            .filter_map(|p| p.as_ident())
-            .map(|i| i.value.to_ascii_lowercase())
-            .collect();
-        let (list, key) = match self.dialect {
-            Dialect::Postgres => (POSTGRES_BLOCKED, idents.last().cloned().unwrap_or_default()),
+    /// A function's name as the dialect resolves it, for the allow-list: Postgres's last
+    /// part when the name is unqualified or `pg_catalog.` (else `None`: another schema's
+    /// function is never built in); BigQuery's whole dotted name, lower case, without a
+    /// leading `SAFE.`.
+    fn builtin_name(&self, name: &ObjectName) -> Option<String> {
+        let mut idents = Vec::with_capacity(name.0.len());
+        for part in &name.0 {
+            idents.push(part.as_ident()?);
+        }
+        match self.dialect {
+            Dialect::Postgres => match idents.as_slice() {
+                [f] => Some(self.normalise(f)),
+                [schema, f] if self.normalise(schema) == "pg_catalog" => Some(self.normalise(f)),
+                _ => None,
+            },
             Dialect::Bigquery => {
-                let skip = usize::from(idents.len() > 1 && idents[0] == "safe");
-                (BIGQUERY_BLOCKED, idents[skip..].join("."))
+                let parts: Vec<String> = idents
+                    .iter()
+                    .flat_map(|i| i.value.split('.'))
+                    .map(str::to_ascii_lowercase)
+                    .collect();
+                let skip = usize::from(parts.len() > 1 && parts[0] == "safe");
+                Some(parts[skip..].join("."))
             }
+        }
+    }
+
+    fn allowed_function(&self, name: &ObjectName, table: bool) -> bool {
+        let Some(builtin) = self.builtin_name(name) else {
+            return false;
         };
-        list.iter().find(|b| {
-            if b.prefix {
-                key.starts_with(b.name)
-            } else {
-                key == b.name
-            }
-        })
+        match (self.dialect, table) {
+            (Dialect::Postgres, false) => functions::POSTGRES.contains(&builtin.as_str()),
+            (Dialect::Postgres, true) => functions::POSTGRES_TABLE.contains(&builtin.as_str()),
+            (Dialect::Bigquery, false) => functions::bigquery_allows(&builtin),
+            (Dialect::Bigquery, true) => false,
+        }
     }
 
     fn function(&mut self, name: &ObjectName) {
-        if let Some(blocked) = self.blocked(name) {
-            self.refuse(
-                format!(
-                    "function `{}` is not allowed: it {}",
-                    written(name),
-                    blocked.why
-                ),
-                name.span().start,
-            );
+        if self.allowed_function(name, false) {
+            return;
         }
+        let builtin = self.builtin_name(name);
+        let why = match (self.dialect, builtin.as_deref().and_then(functions::reason)) {
+            (_, Some(reason)) => reason,
+            (Dialect::Postgres, None) if builtin.is_none() => {
+                "is not a built-in: only built-in functions may run (unqualified, or in \
+                 pg_catalog), not functions of other schemas"
+            }
+            _ => {
+                "is not on Bridge's list of built-in functions that only compute on their \
+                 arguments (aggregates, window, math, string, date and time, JSON, array, \
+                 conditional…); functions that write, wait, keep session state, run SQL given \
+                 as text or reach outside the warehouse never are"
+            }
+        };
+        self.refuse(
+            format!("function `{}` is not allowed: it {why}", written(name)),
+            name.span().start,
+        );
     }
 
     fn table_function(&mut self, name: &ObjectName) {
-        if self.blocked(name).is_some() {
-            return self.function(name);
+        if self.allowed_function(name, true) {
+            return;
         }
-        let allowed = match self.dialect {
+        let instead = match self.dialect {
             Dialect::Postgres => {
-                let parts: Vec<String> = name
-                    .0
-                    .iter()
-                    .filter_map(|p| p.as_ident())
-                    .map(|i| i.value.to_ascii_lowercase())
-                    .collect();
-                match parts.as_slice() {
-                    [f] => POSTGRES_TABLE_FUNCTIONS.contains(&f.as_str()),
-                    [schema, f] => {
-                        schema == "pg_catalog" && POSTGRES_TABLE_FUNCTIONS.contains(&f.as_str())
-                    }
-                    _ => false,
-                }
+                "only generate_series, unnest, the json(b)_each / _array_elements / \
+                 _to_record(set) family, regexp_matches, regexp_split_to_table and \
+                 string_to_table are"
             }
-            Dialect::Bigquery => false,
+            Dialect::Bigquery => {
+                "only UNNEST is (e.g. UNNEST(GENERATE_ARRAY(1, 10)) or \
+                 UNNEST(GENERATE_DATE_ARRAY(…)))"
+            }
         };
-        if !allowed {
-            let instead = match self.dialect {
-                Dialect::Postgres => {
-                    "only generate_series, unnest, the json(b)_each / _array_elements / \
-                     _to_record(set) family, regexp_matches, regexp_split_to_table and \
-                     string_to_table are"
-                }
-                Dialect::Bigquery => {
-                    "only UNNEST is (e.g. UNNEST(GENERATE_ARRAY(1, 10)) or \
-                     UNNEST(GENERATE_DATE_ARRAY(…)))"
-                }
-            };
-            self.refuse(
-                format!(
-                    "table function `{}` is not allowed in FROM: {instead}, as the guard \
-                     cannot tell what other table functions read",
-                    written(name)
-                ),
-                name.span().start,
-            );
-        }
+        self.refuse(
+            format!(
+                "table function `{}` is not allowed in FROM: {instead}, as the guard \
+                 cannot tell what other table functions read",
+                written(name)
+            ),
+            name.span().start,
+        );
     }
 
     /// The first token at or after `from` for which `wanted` holds (error path only), or `from`.
@@ -986,8 +850,22 @@ impl Visitor for Guard<'_> {
     }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
-        if let Expr::Function(function) = expr {
-            self.function(&function.name);
+        match expr {
+            Expr::Function(function) => self.function(&function.name),
+            // OPERATOR(schema.op): an operator of another schema is the owner's own code.
+            Expr::BinaryOp {
+                op: BinaryOperator::PGCustomBinaryOperator(parts),
+                ..
+            } if parts.len() > 1 && !parts[0].eq_ignore_ascii_case("pg_catalog") => {
+                self.refuse(
+                    format!(
+                        "operator `OPERATOR({})` is not allowed: only built-in operators may run",
+                        parts.join(".")
+                    ),
+                    expr.span().start,
+                );
+            }
+            _ => {}
         }
         ControlFlow::Continue(())
     }
