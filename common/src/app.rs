@@ -72,10 +72,13 @@ impl AppState {
         let db = db::pool(
             url,
             settings.database_ca_file.as_deref(),
-            settings.database_pool_size,
-            settings.database_timeout,
+            db::PoolOptions {
+                max_size: settings.database_pool_size,
+                timeout: settings.database_timeout,
+                statement_timeout: Some(settings.database_statement_timeout),
+            },
         )?;
-        let auth = Authenticator::new(&settings.auth)?;
+        let auth = Authenticator::new(&settings.auth, settings.auth_leeway)?;
         let buckets = Buckets::open(&settings.buckets)?;
         let key_ring = keyring::from_settings(&settings.key_ring).await?;
         let scheduler = match &settings.scheduler {
@@ -85,6 +88,7 @@ impl AppState {
                     &s.audience,
                     s.jwks_url.clone(),
                     Duration::from_secs(30),
+                    settings.auth_leeway,
                 )?,
                 s.service_account.clone(),
             )),
@@ -145,6 +149,134 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiError> 
             "database ping timed out"
         ))),
     }
+}
+
+/// A request's deadline, in its extensions: routes that wait on a warehouse move it later
+/// ([`allow_warehouse_time`]); streams lift it.
+#[derive(Clone, Debug)]
+pub struct Deadline {
+    at: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
+    /// What a route that waits on a warehouse gets instead.
+    warehouse: Duration,
+}
+
+impl Deadline {
+    /// Gives the request until `from_now` from now (never shortens it).
+    pub fn extend(&self, from_now: Duration) {
+        let mut at = self.at.lock().unwrap_or_else(|p| p.into_inner());
+        let wanted = tokio::time::Instant::now() + from_now;
+        if let Some(current) = *at
+            && current < wanted
+        {
+            *at = Some(wanted);
+        }
+    }
+
+    /// No deadline at all (a stream bounds itself).
+    pub fn lift(&self) {
+        *self.at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn at(&self) -> Option<tokio::time::Instant> {
+        *self.at.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Every request ends by its deadline (`REQUEST_TIMEOUT_MS`): past it, 503 with
+/// `Retry-After`, whatever it was waiting on (a stalled database answers nothing, and a
+/// server-side `statement_timeout` cannot fire on a server that does not run).
+async fn deadline(
+    State(state): State<AppState>,
+    mut req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let limit = state.settings.request_timeout;
+    let handle = Deadline {
+        at: Arc::new(std::sync::Mutex::new(Some(
+            tokio::time::Instant::now() + limit,
+        ))),
+        warehouse: state.settings.warehouse.query_timeout + limit,
+    };
+    req.extensions_mut().insert(handle.clone());
+    let run = next.run(req);
+    tokio::pin!(run);
+    loop {
+        let Some(at) = handle.at() else {
+            return run.await;
+        };
+        tokio::select! {
+            response = &mut run => return response,
+            () = tokio::time::sleep_until(at) => {
+                if handle.at().is_some_and(|now| now <= tokio::time::Instant::now()) {
+                    return ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "timeout",
+                        "the request did not finish in time; retry shortly",
+                    )
+                    .into_response();
+                }
+            }
+        }
+    }
+}
+
+/// Route layer (`middleware::from_fn(allow_warehouse_time)`) for routes that wait on a
+/// warehouse: their deadline is the warehouse's query timeout plus `REQUEST_TIMEOUT_MS`.
+pub async fn allow_warehouse_time(req: axum::extract::Request, next: middleware::Next) -> Response {
+    if let Some(d) = req.extensions().get::<Deadline>() {
+        d.extend(d.warehouse);
+    }
+    next.run(req).await
+}
+
+/// Refuses, before any handler, a path holding a control character or a query string
+/// holding a NUL once percent-decoded: no id or slug has one, and no Postgres text column
+/// can store a NUL.
+async fn refuse_control_characters(
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    let decoded = percent_decoded(path);
+    if decoded.iter().any(|b| b.is_ascii_control()) {
+        return ApiError::invalid_field(
+            "path",
+            "must not contain control characters (such as %00)",
+        )
+        .into_response();
+    }
+    if let Some(query) = req.uri().query()
+        && percent_decoded(query).contains(&0)
+    {
+        let field = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+            .map(|(k, _)| k.replace('\0', "\\0"))
+            .unwrap_or_else(|| "query".to_owned());
+        return ApiError::invalid_field(field, "must not contain a NUL character (%00)")
+            .into_response();
+    }
+    next.run(req).await
+}
+
+fn percent_decoded(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).and_then(|c| char::from(*c).to_digit(16)),
+                b.get(i + 2).and_then(|c| char::from(*c).to_digit(16)),
+            )
+        {
+            out.push(u8::try_from(h * 16 + l).unwrap_or(0));
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 async fn not_found() -> ApiError {
@@ -213,11 +345,13 @@ pub fn build(routes: OpenApiRouter<AppState>, state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(refuse_control_characters))
         .layer(CatchPanicLayer::custom(panic_response));
     if let Some(cors) = cors(&state.settings) {
         router = router.layer(cors);
     }
     router
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .layer(middleware::from_fn(telemetry::correlate))
         .with_state(state)
 }

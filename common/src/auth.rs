@@ -32,8 +32,10 @@ use crate::{
 
 /// How long a fetched JWKS is trusted before it is fetched again.
 pub const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
-/// Clock skew tolerated on `exp` and `nbf`.
-pub const LEEWAY_SECS: u64 = 30;
+/// Clock skew tolerated on `exp` and `nbf` unless `AUTH_LEEWAY_SECS` says otherwise.
+pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+/// The most skew `AUTH_LEEWAY_SECS` may allow.
+pub const MAX_LEEWAY_SECS: u64 = 300;
 
 /// The claims Bridge reads.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,15 +82,16 @@ impl OidcVerifier {
         audience: &str,
         jwks_url: Option<String>,
         min_refresh: Duration,
+        leeway: Duration,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             jwks: Jwks::new(issuer.to_owned(), jwks_url, min_refresh)?,
-            validation_rs: validation(Algorithm::RS256, issuer, audience),
-            validation_es: validation(Algorithm::ES256, issuer, audience),
+            validation_rs: validation(Algorithm::RS256, issuer, audience, leeway),
+            validation_es: validation(Algorithm::ES256, issuer, audience, leeway),
         })
     }
 
-    /// Checks signature, issuer, audience and expiry.
+    /// Checks signature, issuer, audience, expiry and not-before.
     pub async fn verify(&self, token: &str) -> ApiResult<Claims> {
         let header = decode_header(token).map_err(|_| {
             ApiError::unauthorized("invalid_token", "the bearer token is not a JWT")
@@ -129,21 +132,30 @@ pub struct Authenticator {
     users: moka::future::Cache<(String, String), CurrentUser>,
 }
 
-fn validation(alg: Algorithm, issuer: &str, audience: &str) -> Validation {
+/// What every token must satisfy: the algorithm, issuer and audience, a subject, an expiry
+/// in the future and, when it has one, a not-before in the past, each within `leeway`.
+fn validation(alg: Algorithm, issuer: &str, audience: &str, leeway: Duration) -> Validation {
     let mut v = Validation::new(alg);
     v.set_issuer(&[issuer]);
     v.set_audience(&[audience]);
     v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    v.leeway = LEEWAY_SECS;
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    v.leeway = leeway.as_secs();
     v
 }
 
 impl Authenticator {
-    pub fn new(settings: &AuthSettings) -> anyhow::Result<Self> {
+    pub fn new(settings: &AuthSettings, leeway: Duration) -> anyhow::Result<Self> {
         let verifier = match settings {
             AuthSettings::Dev { secret, .. } => Verifier::Dev {
                 key: DecodingKey::from_secret(secret.expose_secret().as_bytes()),
-                validation: validation(Algorithm::HS256, settings.issuer(), settings.audience()),
+                validation: validation(
+                    Algorithm::HS256,
+                    settings.issuer(),
+                    settings.audience(),
+                    leeway,
+                ),
             },
             AuthSettings::Oidc {
                 issuer,
@@ -155,6 +167,7 @@ impl Authenticator {
                 settings.audience(),
                 jwks_url.clone(),
                 *jwks_min_refresh,
+                leeway,
             )?)),
         };
         Ok(Self {

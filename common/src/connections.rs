@@ -20,8 +20,9 @@ use crate::{
     tenancy::require,
     warehouse::{
         AccessCheck, ColumnInfo, DatasetInfo, Dialect, DryRun, Limits, Param, QueryResult,
-        TableInfo, Warehouse, WarehouseError, bigquery::BigQueryWarehouse,
-        postgres::PostgresWarehouse,
+        TableInfo, Warehouse, WarehouseError,
+        bigquery::BigQueryWarehouse,
+        postgres::{ConnectPolicy, PostgresCredentials, PostgresWarehouse},
     },
 };
 
@@ -265,12 +266,18 @@ impl Warehouse for Redacting {
 fn secrets_of(dialect: Dialect, secret: &[u8]) -> Vec<String> {
     match dialect {
         Dialect::Postgres => {
-            let url = String::from_utf8_lossy(secret).into_owned();
-            let password = url.parse::<tokio_postgres::Config>().ok().and_then(|c| {
-                c.get_password()
+            let Ok(credentials) = PostgresCredentials::from_secret(secret) else {
+                return Vec::new();
+            };
+            let password = crate::db_tls::parse(&credentials.url).ok().and_then(|t| {
+                t.config
+                    .get_password()
                     .map(|p| String::from_utf8_lossy(p).into_owned())
             });
-            password.into_iter().chain([url]).collect()
+            password
+                .into_iter()
+                .chain([credentials.url.clone()])
+                .collect()
         }
         Dialect::Bigquery => {
             let v: serde_json::Value = serde_json::from_slice(secret).unwrap_or_default();
@@ -287,16 +294,20 @@ pub async fn connect(
     dialect: Dialect,
     secret: &[u8],
     settings: &WarehouseSettings,
-    ca_file: Option<&std::path::Path>,
 ) -> Result<Arc<dyn Warehouse>, WarehouseError> {
     let secrets = secrets_of(dialect, secret);
     let opened: Result<Arc<dyn Warehouse>, WarehouseError> = match dialect {
         Dialect::Postgres => {
-            let url = std::str::from_utf8(secret)
-                .map_err(|_| WarehouseError::Credentials("not a URL".into()))?;
-            PostgresWarehouse::connect(url, settings.allow_private_hosts, ca_file)
-                .await
-                .map(|w| Arc::new(w) as _)
+            let credentials = PostgresCredentials::from_secret(secret)?;
+            PostgresWarehouse::connect(
+                &credentials,
+                ConnectPolicy {
+                    allow_private_hosts: settings.allow_private_hosts,
+                    allow_plaintext: settings.allow_plaintext,
+                },
+            )
+            .await
+            .map(|w| Arc::new(w) as _)
         }
         Dialect::Bigquery => BigQueryWarehouse::from_service_account(
             secret,
@@ -340,14 +351,9 @@ impl Warehouses {
         self.cache
             .try_get_with(key, async {
                 let secret = load_credentials(blobs, ring, connection).await?;
-                connect(
-                    connection.warehouse_type,
-                    &secret,
-                    &settings.warehouse,
-                    settings.database_ca_file.as_deref(),
-                )
-                .await
-                .map_err(warehouse_error)
+                connect(connection.warehouse_type, &secret, &settings.warehouse)
+                    .await
+                    .map_err(warehouse_error)
             })
             .await
             .map_err(|e: Arc<ApiError>| {

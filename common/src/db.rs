@@ -13,47 +13,67 @@ mod embedded {
     refinery::embed_migrations!("../migrations");
 }
 
-/// A pool that connects lazily: building it costs nothing, so a function's cold start
-/// does not wait for the database.
-pub fn pool(
-    url: &str,
-    ca_file: Option<&Path>,
-    max_size: usize,
-    timeout: Duration,
-) -> anyhow::Result<Pool> {
-    let config: tokio_postgres::Config = url
-        .parse()
-        .context("DATABASE_URL is not a valid Postgres URL")?;
-    pool_from_config(config, ca_file, max_size, timeout)
+/// How Bridge's own pool behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    pub max_size: usize,
+    /// Bounds each wait for a connection, each connect and each recycle check.
+    pub timeout: Duration,
+    /// Server-side `statement_timeout` of every session (none for migrations).
+    pub statement_timeout: Option<Duration>,
 }
 
-/// Like [`pool`], from an already parsed configuration.
-pub fn pool_from_config(
-    mut config: tokio_postgres::Config,
+/// A pool that connects lazily: building it costs nothing, so a function's cold start
+/// does not wait for the database. TLS as `sslmode` says (see [`crate::db_tls`]), verified
+/// against `ca_file` or the system's roots.
+pub fn pool(url: &str, ca_file: Option<&Path>, options: PoolOptions) -> anyhow::Result<Pool> {
+    let target = crate::db_tls::parse(url).map_err(|m| anyhow::anyhow!("DATABASE_URL {m}"))?;
+    pool_from_target(target, ca_file, options)
+}
+
+/// Like [`pool`], from an already parsed URL.
+pub fn pool_from_target(
+    mut target: crate::db_tls::Target,
     ca_file: Option<&Path>,
-    max_size: usize,
-    timeout: Duration,
+    options: PoolOptions,
 ) -> anyhow::Result<Pool> {
+    let config = &mut target.config;
     if config.get_application_name().is_none() {
         config.application_name("bridge");
     }
     if config.get_connect_timeout().is_none() {
-        config.connect_timeout(timeout);
+        config.connect_timeout(options.timeout);
     }
-    let tls = crate::db_tls::configure(&mut config, ca_file)?;
+    // A server that stops answering is noticed by the kernel, not only when a query waits.
+    config.keepalives(true);
+    config.keepalives_idle(Duration::from_secs(30));
+    if let Some(limit) = options.statement_timeout {
+        let mut opts = config.get_options().unwrap_or_default().to_owned();
+        opts.push_str(&format!(
+            " -c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+            limit.as_millis().max(1),
+            (limit * 3).as_millis().max(1)
+        ));
+        config.options(opts.trim());
+    }
+    let roots = match ca_file {
+        Some(path) => crate::db_tls::Roots::File(path),
+        None => crate::db_tls::Roots::System,
+    };
+    let tls = crate::db_tls::connector(&mut target, roots)?;
     let manager = Manager::from_config(
-        config,
+        target.config,
         tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
     );
     Pool::builder(manager)
-        .max_size(max_size)
+        .max_size(options.max_size)
         .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(timeout))
-        .create_timeout(Some(timeout))
-        .recycle_timeout(Some(timeout))
+        .wait_timeout(Some(options.timeout))
+        .create_timeout(Some(options.timeout))
+        .recycle_timeout(Some(options.timeout))
         .build()
         .context("building the Postgres pool")
 }

@@ -78,6 +78,68 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
     })
 }
 
+/// The path of the first string (or key) in `v` holding a NUL character, which no text
+/// column in Postgres can store.
+fn nul_path(v: &serde_json::Value, path: &mut String) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let found = nul_path(item, path);
+            if !found {
+                path.truncate(len);
+            }
+            found
+        }),
+        Value::Object(members) => members.iter().any(|(k, item)| {
+            let len = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(k);
+            let found = k.contains('\0') || nul_path(item, path);
+            if !found {
+                path.truncate(len);
+            }
+            found
+        }),
+        _ => false,
+    }
+}
+
+/// A 400 naming the field when the JSON holds a NUL character (written `\u0000`).
+fn refuse_nul(bytes: &[u8]) -> Result<(), ApiError> {
+    let suspect = bytes
+        .windows(6)
+        .any(|w| w[0] == b'\\' && w[1] == b'u' && w[2..].iter().all(|b| *b == b'0'));
+    if !suspect {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(());
+    };
+    let mut path = String::new();
+    if nul_path(&value, &mut path) {
+        let field = if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path
+        };
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_characters",
+            format!("`{field}` contains a NUL character (\\u0000), which Bridge does not accept"),
+        )
+        .with_errors(vec![FieldError::new(
+            field,
+            "must not contain a NUL character",
+        )]));
+    }
+    Ok(())
+}
+
 /// Parses JSON, turning serde's errors into problems that name the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -95,6 +157,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "must be a JSON object",
         )]));
     }
+    refuse_nul(bytes)?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

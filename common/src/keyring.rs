@@ -356,7 +356,11 @@ impl GcpKmsKeyRing {
         verb: &str,
         body: serde_json::Value,
     ) -> Result<serde_json::Value, KeyRingError> {
-        let token = self.auth.token().await.map_err(KeyRingError::Unavailable)?;
+        let token = self
+            .auth
+            .token()
+            .await
+            .map_err(|e| KeyRingError::Unavailable(anyhow::Error::new(e)))?;
         let url = format!("{}/v1/{}:{verb}", self.endpoint, self.key_name);
         let r = self
             .http

@@ -13,7 +13,7 @@ pub mod crypto;
 pub mod dashboard;
 pub mod dashboards;
 pub mod db;
-pub(crate) mod db_tls;
+pub mod db_tls;
 pub mod domain;
 pub mod error;
 pub mod extract;

@@ -35,6 +35,13 @@ impl LocalPostgres {
     /// Starts (or reuses, if already running) the cluster under `root`, creating it on
     /// first use. Blocking: call from `spawn_blocking` inside async code.
     pub fn start(root: &Path) -> anyhow::Result<Self> {
+        Self::start_with(root, "")
+    }
+
+    /// Like [`start`](Self::start), with more server options (`-c name=value …`), e.g. TLS.
+    /// Files the server reads must belong to its user: see [`hand_over`](Self::hand_over).
+    /// (Options apply when this call starts the server, not to one already running.)
+    pub fn start_with(root: &Path, extra_options: &str) -> anyhow::Result<Self> {
         let bin = find_bin_dir().context(INSTALL_HINT)?;
         fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
         let root = root
@@ -99,7 +106,7 @@ impl LocalPostgres {
         };
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=200",
+             -c full_page_writes=off -c max_connections=200 {extra_options}",
             pg.port,
             socket_dir.display()
         );
@@ -122,6 +129,28 @@ impl LocalPostgres {
         .with_context(|| format!("starting Postgres; its log is {}", log.display()))?;
         pg.started_here = true;
         Ok(pg)
+    }
+
+    /// Makes `path` the server's user's (as [`start`](Self::start) will run it), readable by
+    /// it alone: a key file the server is to read, say.
+    pub fn hand_over(path: &Path) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let run_as = if current_uid()? == 0 {
+            Some(unprivileged_user()?)
+        } else {
+            None
+        };
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .with_context(|| format!("handing {} to the server's user", path.display()))?;
+        }
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))
+    }
+
+    /// The directory this cluster lives in.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     fn data_dir(&self) -> PathBuf {

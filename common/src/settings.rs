@@ -131,6 +131,9 @@ pub struct WarehouseSettings {
     /// `WAREHOUSE_ALLOW_PRIVATE_HOSTS`: may Postgres warehouses live on loopback or private
     /// addresses? Default: yes outside production, no in production.
     pub allow_private_hosts: bool,
+    /// May a Postgres warehouse's `sslmode` allow plain text (disable, allow, prefer)? Not in
+    /// production.
+    pub allow_plaintext: bool,
 }
 
 /// Who may call the scheduled precompute entry over HTTP (Cloud Scheduler with an OIDC
@@ -152,6 +155,13 @@ pub struct Settings {
     pub database_url: Option<SecretString>,
     pub database_pool_size: usize,
     pub database_timeout: Duration,
+    /// `DATABASE_STATEMENT_TIMEOUT_MS`: server-side `statement_timeout` of Bridge's own
+    /// sessions (default 10000).
+    pub database_statement_timeout: Duration,
+    /// `REQUEST_TIMEOUT_MS`: the most time a request may take (default 10000); routes that
+    /// wait on a warehouse get `WAREHOUSE_QUERY_TIMEOUT_SECS` plus this. Past it the answer
+    /// is 503 with `Retry-After`, so a stalled database cannot hold requests.
+    pub request_timeout: Duration,
     /// `DATABASE_CA_FILE`: PEM bundle to verify the server with when `sslmode=require`.
     pub database_ca_file: Option<PathBuf>,
     /// `BRIDGE_DATA_DIR`: local state (throwaway Postgres, dev secret, local buckets).
@@ -169,6 +179,9 @@ pub struct Settings {
     /// `DATA_MAX_RESPONSE_BYTES`: the most bytes a whole dashboard's data response may take
     /// (default 5 MiB, under the 6 MB a buffered Lambda response can carry).
     pub max_response_bytes: usize,
+    /// `AUTH_LEEWAY_SECS`: clock skew tolerated on tokens' `exp` and `nbf` (default 30 s,
+    /// at most 300).
+    pub auth_leeway: Duration,
     /// `RESULT_CACHE_BYTES`: the in-process budget of cached query results (default 64 MiB).
     pub result_cache_bytes: u64,
 }
@@ -218,6 +231,13 @@ impl Settings {
         }
         let database_timeout =
             Duration::from_millis(parse_num(&get, "DATABASE_TIMEOUT_MS", 5_000u64)?);
+        let database_statement_timeout =
+            Duration::from_millis(parse_num(&get, "DATABASE_STATEMENT_TIMEOUT_MS", 10_000u64)?);
+        let request_timeout =
+            Duration::from_millis(parse_num(&get, "REQUEST_TIMEOUT_MS", 10_000u64)?);
+        if request_timeout < Duration::from_millis(100) {
+            return Err(err("REQUEST_TIMEOUT_MS", "must be at least 100"));
+        }
         let database_ca_file = parse("DATABASE_CA_FILE")?.map(PathBuf::from);
         let data_dir = PathBuf::from(parse("BRIDGE_DATA_DIR")?.unwrap_or_else(|| ".bridge".into()));
         let log_format = match parse("LOG_FORMAT")? {
@@ -392,6 +412,7 @@ impl Settings {
                 "WAREHOUSE_MAX_RESULT_BYTES",
                 DEFAULT_MAX_RESULT_BYTES,
             )?,
+            allow_plaintext: environment != Environment::Production,
             allow_private_hosts: match parse("WAREHOUSE_ALLOW_PRIVATE_HOSTS")?.as_deref() {
                 None => environment != Environment::Production,
                 Some("true" | "1" | "yes") => true,
@@ -419,6 +440,14 @@ impl Settings {
                 "must exceed WAREHOUSE_MAX_RESULT_BYTES by at least 4096, so that any one result fits",
             ));
         }
+        let auth_leeway = parse_num(&get, "AUTH_LEEWAY_SECS", crate::auth::DEFAULT_LEEWAY_SECS)?;
+        if auth_leeway > crate::auth::MAX_LEEWAY_SECS {
+            return Err(err(
+                "AUTH_LEEWAY_SECS",
+                format!("must be at most {}", crate::auth::MAX_LEEWAY_SECS),
+            ));
+        }
+        let auth_leeway = Duration::from_secs(auth_leeway);
         let result_cache_bytes = parse_num(&get, "RESULT_CACHE_BYTES", DEFAULT_RESULT_CACHE_BYTES)?;
         let scheduler = match (
             parse("SCHEDULER_OIDC_AUDIENCE")?,
@@ -453,6 +482,8 @@ impl Settings {
             database_url,
             database_pool_size,
             database_timeout,
+            database_statement_timeout,
+            request_timeout,
             database_ca_file,
             data_dir,
             auth,
@@ -463,6 +494,7 @@ impl Settings {
             scheduler,
             cors_allowed_origins,
             max_response_bytes,
+            auth_leeway,
             result_cache_bytes,
         })
     }

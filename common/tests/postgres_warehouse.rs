@@ -8,7 +8,8 @@ use std::time::Duration;
 use common::{
     testing::TestWarehouse,
     warehouse::{
-        Limits, Param, ParamValue, Warehouse, WarehouseError, postgres::PostgresWarehouse,
+        Limits, Param, ParamValue, Warehouse, WarehouseError,
+        postgres::{ConnectPolicy, PostgresCredentials, PostgresWarehouse},
     },
 };
 use serde_json::json;
@@ -20,10 +21,22 @@ const LIMITS: Limits = Limits {
     max_result_bytes: 4 * 1024 * 1024,
 };
 
+async fn connect(
+    url: &str,
+    allow_private_hosts: bool,
+) -> Result<PostgresWarehouse, WarehouseError> {
+    PostgresWarehouse::connect(
+        &PostgresCredentials::url(url),
+        ConnectPolicy {
+            allow_private_hosts,
+            allow_plaintext: true,
+        },
+    )
+    .await
+}
+
 async fn reader(wh: &TestWarehouse) -> PostgresWarehouse {
-    PostgresWarehouse::connect(&wh.reader_url, true, None)
-        .await
-        .unwrap()
+    connect(&wh.reader_url, true).await.unwrap()
 }
 
 #[tokio::test]
@@ -199,9 +212,7 @@ async fn the_byte_cap_refuses_a_query_before_it_runs() {
 async fn writes_are_refused_even_when_the_role_could_write() {
     let wh = TestWarehouse::demo().await;
     // The database owner can write; the adapter's read-only transaction still refuses.
-    let owner = PostgresWarehouse::connect(&wh.db.url, true, None)
-        .await
-        .unwrap();
+    let owner = connect(&wh.db.url, true).await.unwrap();
     for sql in [
         "DELETE FROM analytics.orders",
         "WITH gone AS (DELETE FROM analytics.orders RETURNING 1) SELECT count(*) FROM gone",
@@ -254,9 +265,7 @@ async fn permission_and_credential_failures_are_told_apart() {
         .unwrap_err();
     assert!(matches!(e, WarehouseError::PermissionDenied(_)), "{e:?}");
     let bad_role = wh.reader_url.replace(&wh.reader, "nobody_here");
-    let nobody = PostgresWarehouse::connect(&bad_role, true, None)
-        .await
-        .unwrap();
+    let nobody = connect(&bad_role, true).await.unwrap();
     let checks = nobody.check_access().await;
     assert!(!checks[0].ok, "{checks:?}");
     assert!(!checks[0].message.contains(&wh.password));
@@ -267,15 +276,12 @@ async fn permission_and_credential_failures_are_told_apart() {
 #[tokio::test]
 async fn private_hosts_are_refused_unless_allowed() {
     let wh = TestWarehouse::demo().await;
-    let e = PostgresWarehouse::connect(&wh.reader_url, false, None)
-        .await
-        .err()
-        .unwrap();
+    let e = connect(&wh.reader_url, false).await.err().unwrap();
     assert!(
         matches!(e, WarehouseError::PermissionDenied(ref m) if m.contains("private")),
         "{e:?}"
     );
-    let e = PostgresWarehouse::connect("postgres://u@localhost/db", false, None)
+    let e = connect("postgres://u@localhost/db", false)
         .await
         .err()
         .unwrap();
@@ -369,9 +375,7 @@ async fn nothing_a_query_leaves_on_its_session_reaches_the_next() {
     // session-level advisory lock or setting must not outlive the query on a pooled
     // connection.
     let wh = TestWarehouse::demo().await;
-    let owner = PostgresWarehouse::connect(&wh.db.url, true, None)
-        .await
-        .unwrap();
+    let owner = connect(&wh.db.url, true).await.unwrap();
     owner
         .query(
             "SELECT pg_try_advisory_lock(424242) AS locked",

@@ -630,6 +630,11 @@ impl Loader<'_> {
                     "infinite and not-a-number values (`.inf`, `.nan`) cannot be used".to_owned(),
                 ),
             },
+            Some(Scalar::String(s)) if s.contains('\0') => self.fail(
+                start,
+                "this text holds a NUL character (`\\0`), which cannot be stored; remove it"
+                    .to_owned(),
+            ),
             Some(Scalar::String(s)) => Value::String(s.into_owned()),
             None => self.fail(
                 start,

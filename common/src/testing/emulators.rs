@@ -126,7 +126,7 @@ fn settle(spec: &Spec, found: &Result<String, String>) -> Option<String> {
 
 /// `name` cannot be had: a panic under `BRIDGE_REQUIRE_EMULATORS=1`, else a loud `SKIPPED:`
 /// line (the caller then returns early).
-pub(crate) fn unavailable(name: &str, why: &str) {
+pub fn unavailable(name: &str, why: &str) {
     if std::env::var("BRIDGE_REQUIRE_EMULATORS").is_ok_and(|v| v == "1") {
         panic!("BRIDGE_REQUIRE_EMULATORS=1 but {name} is not available: {why}")
     }

@@ -165,8 +165,11 @@ async fn template(server: &str) -> String {
             let pool = db::pool(
                 &with_db(server, &building),
                 None,
-                2,
-                Duration::from_secs(10),
+                db::PoolOptions {
+                    max_size: 2,
+                    timeout: Duration::from_secs(10),
+                    statement_timeout: None,
+                },
             )
             .unwrap();
             db::migrate(&pool)

@@ -15,7 +15,6 @@ use gcp_bigquery_client::{
         query_parameter_type::QueryParameterType, query_parameter_value::QueryParameterValue,
         query_request::QueryRequest, table_field_schema::TableFieldSchema, table_row::TableRow,
     },
-    yup_oauth2::ServiceAccountKey,
 };
 use serde_json::{Number, Value};
 use time::OffsetDateTime;
@@ -25,7 +24,21 @@ use super::{
     AccessCheck, Column, ColumnInfo, DatasetInfo, Dialect, DryRun, Limits, Param, ParamValue,
     QueryResult, ResultBudget, TableInfo, Warehouse, WarehouseError, cells, short,
 };
-use crate::gcp::{BIGQUERY_SCOPE, GoogleAuth};
+use crate::gcp::{AuthError, BIGQUERY_SCOPE, GoogleAuth, ServiceAccountKey};
+
+/// A token that could not be had, as the warehouse owner can act on it.
+fn auth_error(e: AuthError) -> WarehouseError {
+    match e {
+        AuthError::Rejected(m) => WarehouseError::Credentials(format!(
+            "Google rejected the service-account key: {}",
+            short(m)
+        )),
+        AuthError::Unavailable(m) => WarehouseError::Unavailable(format!(
+            "Google's token endpoint could not be reached: {}",
+            short(m)
+        )),
+    }
+}
 
 /// Caps for Bridge's own metadata queries (INFORMATION_SCHEMA bills at least 10 MB).
 const METADATA_LIMITS: Limits = Limits {
@@ -193,17 +206,13 @@ fn map_bq(e: BQError, limit: Option<u64>) -> WarehouseError {
                 _ => WarehouseError::Unavailable(msg),
             }
         }
-        BQError::AuthError(e) => WarehouseError::Credentials(format!(
+        BQError::InvalidServiceAccountAuthenticator(e) => WarehouseError::Credentials(format!(
             "Google rejected the service-account key: {}",
             short(e)
         )),
-        BQError::YupAuthError(e) => WarehouseError::Credentials(format!(
-            "Google rejected the service-account key: {}",
-            short(e)
-        )),
-        BQError::NoToken => WarehouseError::Credentials(
-            "Google issued no access token for the service account".into(),
-        ),
+        BQError::NoToken => {
+            WarehouseError::Unavailable("Google's token endpoint could not be reached".into())
+        }
         BQError::RequestError(e) => WarehouseError::Unavailable(short(e.without_url())),
         other => WarehouseError::Unavailable(short(other)),
     }
@@ -223,9 +232,8 @@ impl BigQueryWarehouse {
         let project = key.project_id.clone().ok_or_else(|| {
             WarehouseError::Credentials("the service-account key names no project_id".into())
         })?;
-        let auth = GoogleAuth::service_account(key, token_uri, &[BIGQUERY_SCOPE])
-            .await
-            .map_err(|e| WarehouseError::Credentials(short(format!("{e:#}"))))?;
+        let auth =
+            GoogleAuth::service_account(key, token_uri, &[BIGQUERY_SCOPE]).map_err(auth_error)?;
         Self::with_auth(auth, project, base_url).await
     }
 
@@ -266,11 +274,7 @@ impl BigQueryWarehouse {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<Value, WarehouseError> {
-        let token = self
-            .auth
-            .token()
-            .await
-            .map_err(|e| WarehouseError::Credentials(short(format!("{e:#}"))))?;
+        let token = self.auth.token().await.map_err(auth_error)?;
         let r = self
             .http
             .get(format!("{}{path}", self.base))
@@ -321,6 +325,9 @@ impl BigQueryWarehouse {
             ..QueryRequest::new(sql)
         };
         let cap = Some(limits.max_bytes);
+        // The token first, so that a refusal and an outage are told apart (through the
+        // client's authenticator both would be "no token").
+        self.auth.token().await.map_err(auth_error)?;
         let first =
             tokio::time::timeout_at(deadline, self.client.job().query(&self.project, request))
                 .await
@@ -570,19 +577,15 @@ impl Warehouse for BigQueryWarehouse {
         let mut checks = Vec::new();
         let mut push = |name: &str, r: Result<String, WarehouseError>| {
             let ok = r.is_ok();
-            checks.push(AccessCheck {
-                name: name.into(),
-                ok,
-                message: r.unwrap_or_else(|e| e.to_string()),
-            });
+            checks.push(AccessCheck::of(name, r));
             ok
         };
         let authed = self
             .auth
             .token()
             .await
-            .map(|_| "Google issued an access token".to_owned());
-        let authed = authed.map_err(|e| WarehouseError::Credentials(short(format!("{e:#}"))));
+            .map(|_| "Google issued an access token".to_owned())
+            .map_err(auth_error);
         if !push("authenticate", authed) {
             return checks;
         }

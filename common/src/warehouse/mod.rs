@@ -208,6 +208,43 @@ pub struct AccessCheck {
     pub name: String,
     pub ok: bool,
     pub message: String,
+    /// The failure's stable code (`warehouse_unavailable`, `warehouse_credentials_rejected`…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+impl AccessCheck {
+    /// A check's outcome: what it found, or why it failed.
+    pub fn of(name: &str, result: Result<String, WarehouseError>) -> Self {
+        match result {
+            Ok(message) => Self {
+                name: name.to_owned(),
+                ok: true,
+                message,
+                code: None,
+            },
+            Err(e) => Self::failed(name, &e),
+        }
+    }
+
+    pub fn failed(name: &str, e: &WarehouseError) -> Self {
+        Self {
+            name: name.to_owned(),
+            ok: false,
+            message: e.to_string(),
+            code: Some(e.code().to_owned()),
+        }
+    }
+
+    /// Did it fail for a reason that says nothing about the credentials (the warehouse was
+    /// unreachable or slow)?
+    pub fn transient(&self) -> bool {
+        !self.ok
+            && matches!(
+                self.code.as_deref(),
+                Some("warehouse_unavailable" | "query_timeout")
+            )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 //! columns, without running it) and asks `EXPLAIN (FORMAT JSON)` for the rows and widths
 //! the scans expect, which stand in for bytes. System schemas are never listed.
 
-use std::{net::IpAddr, path::Path, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
 use async_trait::async_trait;
 use base64::{Engine, engine::general_purpose::STANDARD};
@@ -55,21 +55,98 @@ pub fn is_private(ip: IpAddr) -> bool {
     }
 }
 
+/// What the connection may do, from the warehouse settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectPolicy {
+    /// May the host be on a loopback or private address?
+    pub allow_private_hosts: bool,
+    /// May the connection travel in plain text (`sslmode` disable, allow or prefer)?
+    pub allow_plaintext: bool,
+}
+
+impl ConnectPolicy {
+    /// Anything goes: local development and tests.
+    pub const LOCAL: Self = Self {
+        allow_private_hosts: true,
+        allow_plaintext: true,
+    };
+}
+
+/// A Postgres warehouse's credentials as sealed: `{"url", "ca_cert"?}`, or (connections
+/// made before CA certificates could be given) the URL alone.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct PostgresCredentials {
+    pub url: String,
+    /// PEM certificates the server's must chain to (`verify-ca`, `verify-full`, `require`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
+}
+
+impl std::fmt::Debug for PostgresCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresCredentials")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresCredentials {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.url.zeroize();
+    }
+}
+
+impl PostgresCredentials {
+    /// A URL alone, with no CA certificate.
+    pub fn url(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ca_cert: None,
+        }
+    }
+
+    pub fn from_secret(secret: &[u8]) -> Result<Self, WarehouseError> {
+        if secret.first() == Some(&b'{') {
+            return serde_json::from_slice(secret).map_err(|_| {
+                WarehouseError::Credentials("the stored credentials are not readable".into())
+            });
+        }
+        let url = std::str::from_utf8(secret)
+            .map_err(|_| WarehouseError::Credentials("the stored URL is not text".into()))?;
+        Ok(Self {
+            url: url.to_owned(),
+            ca_cert: None,
+        })
+    }
+
+    pub fn to_secret(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        zeroize::Zeroizing::new(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
 impl PostgresWarehouse {
-    /// Prepares a pool for `url`. Outside `allow_private`, every address the host resolves to
-    /// must be public, and the connection is pinned to the address that was checked.
+    /// Prepares a pool for `credentials`. Outside `policy.allow_private_hosts`, every address
+    /// the host resolves to must be public, and the connection is pinned to the address that
+    /// was checked. TLS as the URL's `sslmode` says (`verify-full` by default off loopback),
+    /// against the credentials' CA or the system's roots.
     pub async fn connect(
-        url: &str,
-        allow_private: bool,
-        ca_file: Option<&Path>,
+        credentials: &PostgresCredentials,
+        policy: ConnectPolicy,
     ) -> Result<Self, WarehouseError> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
-            WarehouseError::Credentials("the connection URL is not a valid Postgres URL".into())
-        })?;
+        let mut target = crate::db_tls::parse(&credentials.url)
+            .map_err(|m| WarehouseError::Credentials(format!("the connection URL {m}")))?;
+        if target.ssl_mode.may_be_plain() && !policy.allow_plaintext {
+            return Err(WarehouseError::PermissionDenied(format!(
+                "sslmode={} could send the data in plain text, which is refused here: use \
+                 verify-full (the default), verify-ca or require",
+                target.ssl_mode.as_str()
+            )));
+        }
+        let config = &mut target.config;
         let database = config.get_dbname().map(str::to_owned).ok_or_else(|| {
             WarehouseError::Credentials("the connection URL names no database".into())
         })?;
-        if !allow_private {
+        if !policy.allow_private_hosts {
             let hosts = config.get_hosts().to_vec();
             let ports = config.get_ports().to_vec();
             let mut pinned = Vec::new();
@@ -109,10 +186,15 @@ impl PostgresWarehouse {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("bridge");
-        let tls = crate::db_tls::configure(&mut config, ca_file)
+        config.keepalives(true);
+        let roots = match credentials.ca_cert.as_deref() {
+            Some(pem) => crate::db_tls::Roots::Pem(pem.as_bytes()),
+            None => crate::db_tls::Roots::System,
+        };
+        let tls = crate::db_tls::connector(&mut target, roots)
             .map_err(|e| WarehouseError::Credentials(short(format!("{e:#}"))))?;
         let manager = Manager::from_config(
-            config,
+            target.config,
             tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -438,22 +520,18 @@ impl Warehouse for PostgresWarehouse {
             Ok::<_, WarehouseError>(format!("connected as {}", row.get::<_, String>(0)))
         });
         let ok = connected.is_ok();
-        checks.push(AccessCheck {
-            name: "connect".into(),
-            ok,
-            message: connected.unwrap_or_else(|e| e.to_string()),
-        });
+        checks.push(AccessCheck::of("connect", connected));
         if ok {
-            let schemas = self.list_datasets().await;
-            checks.push(AccessCheck {
-                name: "list_schemas".into(),
-                ok: schemas.as_ref().is_ok_and(|s| !s.is_empty()),
-                message: match schemas {
-                    Ok(s) if s.is_empty() => "the role can read no schema".into(),
-                    Ok(s) => format!("{} readable schemas", s.len()),
-                    Err(e) => e.to_string(),
-                },
+            let schemas = self.list_datasets().await.and_then(|s| {
+                if s.is_empty() {
+                    Err(WarehouseError::PermissionDenied(
+                        "the role can read no schema".into(),
+                    ))
+                } else {
+                    Ok(format!("{} readable schemas", s.len()))
+                }
             });
+            checks.push(AccessCheck::of("list_schemas", schemas));
         }
         checks
     }

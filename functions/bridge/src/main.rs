@@ -126,7 +126,11 @@ async fn with_database(
         "Local Postgres on 127.0.0.1:{} (data in {shown})",
         pg.port()
     );
-    let admin = db::pool(&pg.url("postgres"), None, 1, Duration::from_secs(10))?;
+    let admin = db::pool(
+        &pg.url("postgres"),
+        None,
+        one_connection(Duration::from_secs(10)),
+    )?;
     let client = admin
         .get()
         .await
@@ -188,8 +192,7 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
         let pool = db::pool(
             url,
             settings.database_ca_file.as_deref(),
-            1,
-            settings.database_timeout,
+            one_connection(settings.database_timeout),
         )?;
         let applied = db::migrate(&pool).await?;
         if applied.is_empty() {
@@ -231,15 +234,15 @@ async fn demo_warehouse(settings: Settings, database: &str) -> anyhow::Result<()
     let (settings, pg) = with_database(settings).await?;
     let result = async {
         let url = settings.database_url().context("no database")?;
-        let mut server: tokio_postgres::Config = url.parse().context("DATABASE_URL")?;
-        let admin = db::pool(url, settings.database_ca_file.as_deref(), 1, settings.database_timeout)?;
+        let mut server = common::db_tls::parse(url).map_err(|m| anyhow::anyhow!("DATABASE_URL {m}"))?;
+        let admin = db::pool(url, settings.database_ca_file.as_deref(), one_connection(settings.database_timeout))?;
         let client = admin.get().await.context("connecting")?;
         let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database]).await?.is_some();
         if !exists {
             client.batch_execute(&format!("CREATE DATABASE {database}")).await?;
         }
-        server.dbname(database);
-        let demo = db::pool_from_config(server.clone(), settings.database_ca_file.as_deref(), 1, settings.database_timeout)?;
+        server.config.dbname(database);
+        let demo = db::pool_from_target(server.clone(), settings.database_ca_file.as_deref(), one_connection(settings.database_timeout))?;
         let demo = demo.get().await.context("connecting to the demo database")?;
         let loaded = demo.query_opt("SELECT 1 FROM pg_namespace WHERE nspname = 'analytics'", &[]).await?.is_some();
         if !loaded {
@@ -257,6 +260,7 @@ async fn demo_warehouse(settings: Settings, database: &str) -> anyhow::Result<()
              GRANT SELECT ON ALL TABLES IN SCHEMA analytics TO {DEMO_READER};"
         ))
         .await?;
+        let server = &server.config;
         let host = match server.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
             _ => "127.0.0.1".to_owned(),
@@ -311,4 +315,13 @@ async fn precompute(settings: Settings) -> anyhow::Result<()> {
     .await;
     stop(pg).await;
     result
+}
+
+/// A one-connection pool for the CLI's own work (migrations run without a statement timeout).
+fn one_connection(timeout: Duration) -> db::PoolOptions {
+    db::PoolOptions {
+        max_size: 1,
+        timeout,
+        statement_timeout: None,
+    }
 }

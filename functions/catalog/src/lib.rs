@@ -20,10 +20,11 @@ use uuid::Uuid;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(scan))
+        .routes(routes!(table_columns))
+        .route_layer(axum::middleware::from_fn(common::app::allow_warehouse_time))
         .routes(routes!(scan_status))
         .routes(routes!(list_datasets))
         .routes(routes!(list_tables))
-        .routes(routes!(table_columns))
 }
 
 /// Scans the connection's warehouse into the catalog (editor; the connection must be

@@ -27,16 +27,17 @@ use common::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use model::{ConnectionList, CreateConnection, NewConnection, ValidationResult};
+use model::{ConnectionList, CreateConnection, NewConnection, ValidationOutcome, ValidationResult};
 
 /// Validation must answer within API Gateway's 29 s.
 const VALIDATION_TIMEOUT: Duration = Duration::from_secs(25);
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(validate_connection))
+        .route_layer(axum::middleware::from_fn(common::app::allow_warehouse_time))
         .routes(routes!(create_connection, list_connections))
         .routes(routes!(get_connection, delete_connection))
-        .routes(routes!(validate_connection))
 }
 
 /// Creates a connection (admin). Its credentials are checked, sealed and stored; it starts
@@ -56,10 +57,13 @@ async fn create_connection(
     Path(team_id): Path<Uuid>,
     Json(body): Json<CreateConnection>,
 ) -> ApiResult<impl IntoResponse> {
-    let client = state.db.get().await?;
-    require_team_role(&client, team_id, &user, Role::Admin).await?;
+    {
+        let client = state.db.get().await?;
+        require_team_role(&client, team_id, &user, Role::Admin).await?;
+    }
     let new = NewConnection::try_from(body)?;
     let id = Uuid::now_v7();
+    // Sealing asks the key ring (a remote call): no pooled connection is held meanwhile.
     let (key, key_id) = connections::store_credentials(
         &*state.buckets.credentials,
         &*state.key_ring,
@@ -68,6 +72,13 @@ async fn create_connection(
         &new.secret,
     )
     .await?;
+    let client = match state.db.get().await {
+        Ok(client) => client,
+        Err(e) => {
+            let _ = state.buckets.credentials.delete(&key).await;
+            return Err(e.into());
+        }
+    };
     let inserted = client
         .query_one(
             &format!(
@@ -175,8 +186,11 @@ async fn validate_connection(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<ValidationResult>> {
     let started = Instant::now();
-    let client = state.db.get().await?;
-    let (connection, _) = connections::load(&client, id, &user, Role::Editor).await?;
+    // No pooled connection is held while the key ring and the warehouse are asked.
+    let (connection, _) = {
+        let client = state.db.get().await?;
+        connections::load(&client, id, &user, Role::Editor).await?
+    };
     state.warehouses.forget(id).await;
     let secret =
         connections::load_credentials(&*state.buckets.credentials, &*state.key_ring, &connection)
@@ -186,49 +200,63 @@ async fn validate_connection(
             connection.warehouse_type,
             &secret,
             &state.settings.warehouse,
-            state.settings.database_ca_file.as_deref(),
         )
         .await
         {
             Ok(warehouse) => warehouse.check_access().await,
-            Err(e) => vec![AccessCheck {
-                name: "connect".into(),
-                ok: false,
-                message: e.to_string(),
-            }],
+            Err(e) => vec![AccessCheck::failed("connect", &e)],
         }
     })
     .await
     .unwrap_or_else(|_| {
-        vec![AccessCheck {
-            name: "timeout".into(),
-            ok: false,
-            message: format!(
-                "the warehouse did not answer within {} s",
-                VALIDATION_TIMEOUT.as_secs()
-            ),
-        }]
+        vec![AccessCheck::failed(
+            "timeout",
+            &common::warehouse::WarehouseError::Timeout(VALIDATION_TIMEOUT),
+        )]
     });
     drop(secret);
-    let error = first_failure(&checks);
-    let status = if error.is_none() {
-        ConnectionStatus::Validated
-    } else {
-        ConnectionStatus::Failed
+    let failed = checks.iter().find(|c| !c.ok);
+    let client = state.db.get().await?;
+    let (row, outcome) = match failed {
+        // Unreachable or slow says nothing about the credentials: the status stays as it was.
+        Some(check) if check.transient() => {
+            let row = client
+                .query_one(
+                    &format!("SELECT {CONNECTION_COLUMNS} FROM connections c WHERE c.id = $1"),
+                    &[&id],
+                )
+                .await?;
+            (row, ValidationOutcome::Unreachable)
+        }
+        _ => {
+            let error = first_failure(&checks);
+            let status = if error.is_none() {
+                ConnectionStatus::Validated
+            } else {
+                ConnectionStatus::Failed
+            };
+            let row = client
+                .query_one(
+                    &format!(
+                        "WITH c AS (UPDATE connections SET status = $2, validation_error = $3, \
+                         validated_at = CASE WHEN $2 = 'validated' THEN now() ELSE validated_at END, updated_at = now() \
+                         WHERE id = $1 RETURNING *) SELECT {CONNECTION_COLUMNS} FROM c"
+                    ),
+                    &[&id, &status.as_str(), &error],
+                )
+                .await?;
+            let outcome = if error.is_none() {
+                ValidationOutcome::Validated
+            } else {
+                ValidationOutcome::Failed
+            };
+            (row, outcome)
+        }
     };
-    let row = client
-        .query_one(
-            &format!(
-                "WITH c AS (UPDATE connections SET status = $2, validation_error = $3, \
-                 validated_at = CASE WHEN $2 = 'validated' THEN now() ELSE validated_at END, updated_at = now() \
-                 WHERE id = $1 RETURNING *) SELECT {CONNECTION_COLUMNS} FROM c"
-            ),
-            &[&id, &status.as_str(), &error],
-        )
-        .await?;
-    tracing::info!(connection_id = %id, status = status.as_str(), "connection validated");
+    tracing::info!(connection_id = %id, outcome = ?outcome, "connection validated");
     Ok(Json(ValidationResult {
         connection: Connection::from_row(&row),
+        outcome,
         checks,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     }))

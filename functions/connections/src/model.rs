@@ -202,7 +202,8 @@ fn check_service_account(v: Value) -> Checked {
     Ok((secret, details))
 }
 
-/// `{"url": "postgres://user:password@host:port/database?sslmode=…"}`.
+/// `{"url": "postgres://user:password@host:port/database?sslmode=…", "ca_cert"?: "-----BEGIN
+/// CERTIFICATE-----…"}`.
 fn check_postgres(v: Value) -> Checked {
     let Value::Object(map) = v else {
         return Err(vec![FieldError::new(
@@ -212,11 +213,11 @@ fn check_postgres(v: Value) -> Checked {
     };
     let unknown: Vec<FieldError> = map
         .keys()
-        .filter(|k| *k != "url")
+        .filter(|k| !matches!(k.as_str(), "url" | "ca_cert"))
         .map(|k| {
             FieldError::new(
                 format!("credentials.{k}"),
-                "is not a known field; expected `url`",
+                "is not a known field; expected `url` and, optionally, `ca_cert`",
             )
         })
         .collect();
@@ -238,9 +239,29 @@ fn check_postgres(v: Value) -> Checked {
     if url.len() > 2048 {
         return Err(err("is too long"));
     }
-    let Ok(config) = url.parse::<tokio_postgres::Config>() else {
-        return Err(err("is not a valid Postgres URL"));
-    };
+    let target = common::db_tls::parse(url).map_err(|m| err(&m))?;
+    let config = &target.config;
+    // Postgres can store no NUL, and no part of a connection has a control character.
+    let control = |s: &str| s.chars().any(char::is_control);
+    let parts_clean = config.get_hosts().iter().all(|h| match h {
+        tokio_postgres::config::Host::Tcp(h) => !control(h),
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(_) => true,
+    }) && [
+        config.get_user(),
+        config.get_dbname(),
+        config.get_options(),
+        config.get_application_name(),
+    ]
+    .into_iter()
+    .flatten()
+    .all(|s| !control(s))
+        && config.get_password().is_none_or(|p| !p.contains(&0));
+    if !parts_clean {
+        return Err(err(
+            "must not contain control characters (such as %00) in any part",
+        ));
+    }
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         _ => return Err(err("must name a host")),
@@ -251,14 +272,31 @@ fn check_postgres(v: Value) -> Checked {
     let Some(database) = config.get_dbname().map(str::to_owned) else {
         return Err(err("must name a database"));
     };
+    let ca_cert = match map.get("ca_cert") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(pem)) if common::db_tls::pem_certificates(pem.as_bytes()) > 0 => {
+            Some(pem.clone())
+        }
+        Some(_) => {
+            return Err(vec![FieldError::new(
+                "credentials.ca_cert",
+                "must be PEM text holding the CA certificate(s) that sign the server's (-----BEGIN CERTIFICATE-----…)",
+            )]);
+        }
+    };
     let details = json!({
         "host": host,
         "port": config.get_ports().first().copied().unwrap_or(5432),
         "database": database,
         "user": user,
-        "tls": matches!(config.get_ssl_mode(), tokio_postgres::config::SslMode::Require),
+        "sslmode": target.ssl_mode.as_str(),
+        "ca_cert": ca_cert.is_some(),
     });
-    Ok((Zeroizing::new(url.as_bytes().to_vec()), details))
+    let credentials = common::warehouse::postgres::PostgresCredentials {
+        url: url.to_owned(),
+        ca_cert,
+    };
+    Ok((credentials.to_secret(), details))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -267,10 +305,24 @@ pub struct ConnectionList {
     pub next_cursor: Option<String>,
 }
 
+/// What a validation concluded.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidationOutcome {
+    /// Every check passed: the status is `validated`.
+    Validated,
+    /// The warehouse refused something (credentials, permissions): the status is `failed`.
+    Failed,
+    /// The warehouse could not be reached or was too slow: the status is left as it was,
+    /// since that says nothing about the credentials. Try again later.
+    Unreachable,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ValidationResult {
     #[serde(flatten)]
     pub connection: Connection,
+    pub outcome: ValidationOutcome,
     /// Each check run, in order; the first failure is the `validation_error`.
     pub checks: Vec<AccessCheck>,
     pub duration_ms: u64,

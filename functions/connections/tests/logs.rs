@@ -1,5 +1,7 @@
-//! Credentials never reach a log line: the real binary, JSON logs captured, a connection
-//! created and validated (successfully and not) and deleted.
+//! Credentials never reach a log line, at any level: the real binary with `RUST_LOG=trace`,
+//! its JSON logs captured, Postgres connections created and validated (successfully and
+//! not) and deleted, and a BigQuery connection validated through a token exchange (the
+//! signed assertion and the access token are secrets too).
 
 #![allow(clippy::unwrap_used)]
 
@@ -8,13 +10,23 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::testing::{TempDir, TestDb, TestWarehouse};
+use common::testing::{
+    TempDir, TestDb, TestWarehouse, service_account_key,
+    stubs::bigquery::{BigQueryStub, STUB_TOKEN, StubQuery},
+};
 use serde_json::json;
 
 #[tokio::test]
 async fn no_log_line_carries_a_credential() {
     let db = TestDb::fresh().await;
     let wh = TestWarehouse::demo().await;
+    let stub = BigQueryStub::start().await;
+    stub.respond(
+        "SELECT 1",
+        StubQuery::rows(0, json!({ "fields": [] }), vec![]),
+    );
+    stub.add_dataset("sales", "EU");
+    stub.add_table("sales", "orders");
     let data = TempDir::new("bridge-logs");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -28,9 +40,12 @@ async fn no_log_line_carries_a_credential() {
         .env("DATABASE_URL", &db.url)
         .env("BRIDGE_DEV_JWT_SECRET", secret)
         .env("BRIDGE_DATA_DIR", &data.0)
-        .env("RUST_LOG", "debug")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .env("RUST_LOG", "trace")
+        .env("BIGQUERY_API_URL", &stub.base_url)
+        .env("GCP_TOKEN_URI", &stub.token_url)
+        // Files, not pipes: at trace level the logs would fill a pipe and stall the process.
+        .stdout(std::fs::File::create(data.0.join("stdout.log")).unwrap())
+        .stderr(std::fs::File::create(data.0.join("stderr.log")).unwrap())
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
@@ -94,32 +109,66 @@ async fn no_log_line_carries_a_credential() {
             .unwrap();
     }
 
+    let key = service_account_key("acme");
+    let created: serde_json::Value = http
+        .post(format!(
+            "{base}/v1/teams/0190d1c6-0000-7000-8000-000000000001/connections"
+        ))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "bq", "warehouse_type": "bigquery", "credentials": key }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let v: serde_json::Value = http
+        .post(format!("{base}/v1/connections/{id}/validate"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "validated", "{v}");
+    assert!(stub.token_calls() >= 1, "the key was exchanged for a token");
+
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
+    let logs = data.0.clone();
     let out = tokio::task::spawn_blocking(move || {
         let _ = child.wait();
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut s).unwrap();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut s).unwrap();
-        s
+        let read = |f: &str| std::fs::read_to_string(logs.join(f)).unwrap();
+        format!("{}{}", read("stdout.log"), read("stderr.log"))
     })
     .await
     .unwrap();
     assert!(
-        out.contains("connection validated"),
-        "the logs were captured: {out}"
+        out.contains("connection validated") && out.contains("TRACE"),
+        "the logs were captured, at trace level ({} bytes)",
+        out.len()
     );
+    let private_key = key["private_key"].as_str().unwrap();
+    // A line from the middle of the PEM body, and the key id.
+    let key_line = private_key.lines().nth(5).unwrap();
+    let key_id = key["private_key_id"].as_str().unwrap();
+    // Every RS256 assertion starts with this header, base64url-encoded.
+    let assertion_header = "eyJhbGciOiJSUzI1NiI";
     for needle in [
         wh.password.as_str(),
         wh.reader_url.as_str(),
         secret,
         token.as_str(),
+        key_line,
+        key_id,
+        STUB_TOKEN,
+        assertion_header,
     ] {
-        assert!(
-            !out.contains(needle),
-            "a log line carries a secret: {needle}"
-        );
+        let line = out.lines().find(|l| l.contains(needle));
+        assert!(line.is_none(), "a log line carries a secret: {line:?}");
     }
 }

@@ -22,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(dashboard_data))
         .routes(routes!(query_data))
+        .route_layer(axum::middleware::from_fn(common::app::allow_warehouse_time))
 }
 
 fn query_pairs(req: &Request) -> Vec<(String, String)> {

@@ -30,12 +30,14 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 pub fn router() -> OpenApiRouter<AppState> {
+    // Validation dry-runs every query on the warehouse: those routes get its time.
     OpenApiRouter::new()
-        .routes(routes!(schema))
         .routes(routes!(validate))
         .routes(routes!(create_dashboard, list_dashboards))
-        .routes(routes!(get_dashboard, delete_dashboard))
         .routes(routes!(get_yaml, put_yaml))
+        .route_layer(axum::middleware::from_fn(common::app::allow_warehouse_time))
+        .routes(routes!(schema))
+        .routes(routes!(get_dashboard, delete_dashboard))
         .routes(routes!(lineage))
 }
 

@@ -582,6 +582,38 @@ async fn bad_bodies_and_headers_are_named() {
             "dashboard_not_found",
             None,
         ),
+        (
+            app.get("/v1/dashboards/a%00b").bearer(t),
+            400,
+            "invalid_parameter",
+            Some("path"),
+        ),
+        (
+            app.get("/v1/dashboards/revenue-overview/yaml?version=1%00")
+                .bearer(t),
+            400,
+            "invalid_parameter",
+            Some("version"),
+        ),
+        (
+            app.post("/v1/dashboards/validate")
+                .bearer(t)
+                .json(&json!({ "yaml": "title: \u{0}" })),
+            400,
+            "invalid_characters",
+            Some("yaml"),
+        ),
+        (
+            app.put("/v1/dashboards/revenue-overview/yaml")
+                .bearer(t)
+                .raw(
+                    "application/yaml",
+                    yaml.replace("title: Revenue overview", "title: \"Revenue\\0overview\""),
+                ),
+            422,
+            "invalid_dashboard",
+            Some("title"),
+        ),
     ];
     for (req, status, code, field) in cases {
         let p = req.send().await.assert_problem(status, code);

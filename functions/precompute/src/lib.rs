@@ -16,6 +16,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(precompute_dashboard))
         .routes(routes!(scheduled))
+        .route_layer(axum::middleware::from_fn(common::app::allow_warehouse_time))
 }
 
 /// Runs the dashboard's queries (default parameters) and fills the cache (admin).

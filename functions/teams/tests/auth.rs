@@ -63,6 +63,8 @@ async fn forged_expired_and_misaddressed_dev_tokens_get_401() {
     wrong_iss["iss"] = json!("https://evil.example");
     let mut no_sub = app.claims("ada@example.com");
     no_sub.as_object_mut().unwrap().remove("sub");
+    let mut not_yet = app.claims("ada@example.com");
+    not_yet["nbf"] = json!(now + 600);
     let unsigned = format!(
         "{}.{}.",
         URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
@@ -79,6 +81,11 @@ async fn forged_expired_and_misaddressed_dev_tokens_get_401() {
         (app.sign(&wrong_aud), "for another audience", "audience"),
         (app.sign(&wrong_iss), "from another issuer", "issuer"),
         (app.sign(&no_sub), "without a subject", "claim"),
+        (
+            app.sign(&not_yet),
+            "not valid for ten minutes",
+            "not valid yet",
+        ),
         (unsigned, "unsigned (alg none)", "JWT"),
     ];
     for (token, why, says) in cases {
@@ -177,6 +184,8 @@ async fn bad_oidc_tokens_get_401() {
     expired["exp"] = json!(now - 300);
     let mut wrong_aud = claims(&idp.issuer, "ada@example.com");
     wrong_aud["aud"] = json!("not-bridge");
+    let mut not_yet = claims(&idp.issuer, "ada@example.com");
+    not_yet["nbf"] = json!(now + 600);
     let wrong_iss = claims("https://elsewhere.example", "ada@example.com");
     let hs256 = {
         let mut h = Header::new(Algorithm::HS256);
@@ -196,6 +205,7 @@ async fn bad_oidc_tokens_get_401() {
         ),
         (sign(&good, &expired), "expired"),
         (sign(&good, &wrong_aud), "wrong audience"),
+        (sign(&good, &not_yet), "not valid yet"),
         (sign(&good, &wrong_iss), "wrong issuer"),
         (hs256, "HS256 where RS256/ES256 are required"),
     ];
@@ -337,4 +347,31 @@ async fn an_unverified_oidc_email_does_not_claim_an_invitation() {
         .send()
         .await
         .assert_status(200);
+}
+
+#[tokio::test]
+async fn not_before_is_checked_within_the_configured_leeway() {
+    let app = TestApp::spawn_with(teams::router(), &[("AUTH_LEEWAY_SECS", "5")]).await;
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut soon = app.claims("ada@example.com");
+    soon["nbf"] = json!(now + 60);
+    app.get("/v1/teams")
+        .bearer(&app.sign(&soon))
+        .send()
+        .await
+        .assert_problem(401, "invalid_token");
+    let mut skewed = app.claims("ada@example.com");
+    skewed["nbf"] = json!(now + 2);
+    app.get("/v1/teams")
+        .bearer(&app.sign(&skewed))
+        .send()
+        .await
+        .assert_status(200);
+    let e = common::settings::Settings::from_lookup(|k| match k {
+        "AUTH_LEEWAY_SECS" => Some("3600".into()),
+        "BRIDGE_DEV_JWT_SECRET" => Some("x".repeat(40)),
+        _ => None,
+    })
+    .unwrap_err();
+    assert_eq!(e.variable, "AUTH_LEEWAY_SECS");
 }

@@ -20,7 +20,7 @@
 //! - Otherwise a `maximumBytesBilled` below the bytes the query would bill fails with 400
 //!   `bytesBilledLimitExceeded`, as BigQuery does; else rows, paged by `maxResults` with a
 //!   `pageToken`, continued with `getQueryResults`.
-//! - API calls need `Authorization: Bearer stub-token` (the token the token endpoint hands
+//! - API calls need `Authorization: Bearer <STUB_TOKEN>` (the token the token endpoint hands
 //!   out; [`BigQueryStub::service_account_key`] is a key whose `token_uri` points there).
 //! - [`BigQueryStub::fail_all`] answers every API call with one error (permission tests).
 //! - [`BigQueryStub::requests`] records every API request, to assert what was sent.
@@ -46,7 +46,7 @@ use axum::{
 use serde_json::{Value, json};
 
 /// The access token the stub's token endpoint hands out and its API requires.
-pub const STUB_TOKEN: &str = "stub-token";
+pub const STUB_TOKEN: &str = "ya29.a0AfB_bridgeStubAccessToken0123456789";
 
 /// What a query matching a rule answers.
 #[derive(Debug, Clone, Default)]
