@@ -47,6 +47,8 @@ pub struct Inner {
     pub warehouses: Warehouses,
     /// The data-serving caches.
     pub serving: crate::serving::Serving,
+    /// Where jobs (catalog scans) run.
+    pub jobs: crate::jobs::Runner,
     /// Verifies the scheduler's OIDC tokens, when `SCHEDULER_*` is configured.
     pub scheduler: Option<(crate::auth::OidcVerifier, String)>,
     /// Table columns by cache key (`catalog/columns/{connection}/{table}/{fingerprint}.json`).
@@ -66,6 +68,16 @@ impl AppState {
     /// Builds clients once. Nothing here touches the network: the pool connects lazily, and
     /// so do the object stores and KMS clients.
     pub async fn new(settings: Settings, function: &'static str) -> anyhow::Result<Self> {
+        Self::with_jobs(settings, function, None).await
+    }
+
+    /// Like [`new`](Self::new), with the job runner given instead of built from the
+    /// settings (tests hand in a Lambda invoker with credentials of their own).
+    pub async fn with_jobs(
+        settings: Settings,
+        function: &'static str,
+        jobs: Option<crate::jobs::Runner>,
+    ) -> anyhow::Result<Self> {
         let url = settings.database_url().context(
             "DATABASE_URL is not set: set it, or run `bridge serve`, which starts a local Postgres",
         )?;
@@ -95,6 +107,21 @@ impl AppState {
             None => None,
         };
         let serving = crate::serving::Serving::new(settings.result_cache_bytes);
+        let jobs = match (jobs, &settings.jobs) {
+            (Some(given), _) => given,
+            (None, crate::settings::JobSettings::Local) => crate::jobs::Runner::Local,
+            (
+                None,
+                crate::settings::JobSettings::Lambda {
+                    function,
+                    region,
+                    endpoint,
+                },
+            ) => crate::jobs::Runner::Lambda(
+                crate::jobs::LambdaInvoker::new(function.clone(), region.clone(), endpoint.clone())
+                    .await?,
+            ),
+        };
         Ok(Self(Arc::new(Inner {
             settings,
             db,
@@ -103,6 +130,7 @@ impl AppState {
             key_ring,
             warehouses: Warehouses::default(),
             serving,
+            jobs,
             scheduler,
             column_cache: moka::future::Cache::builder()
                 .weigher(|_, v: &Arc<crate::catalog::CachedColumns>| v.weight())

@@ -7,6 +7,10 @@
 //! partitioning, clustering, last-modified) has not changed are skipped; tables gone from
 //! the warehouse are removed. A dataset that fails is recorded and the scan goes on. Each
 //! scan is a `scan_runs` row whose counters move as it runs, so a client can show progress.
+//!
+//! A scan is a job ([`crate::jobs`]): `POST …/scan` records it and answers 202; a worker
+//! runs it under a lease, with a heartbeat; a scan whose worker went silent for
+//! [`STALE_AFTER`] is handed to a new worker, or failed after [`MAX_ATTEMPTS`] tries.
 
 use std::{
     collections::HashMap,
@@ -14,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::{StreamExt, stream::FuturesUnordered};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -23,9 +27,12 @@ use uuid::Uuid;
 
 use crate::{
     ApiError, ApiResult, AppState, CurrentUser,
-    connections::{Connection, ConnectionStatus, connection_not_found, warehouse_error},
+    connections::{
+        CONNECTION_COLUMNS, Connection, ConnectionStatus, connection_not_found, warehouse_error,
+    },
     db::unique_violation,
     domain::Role,
+    jobs::Job,
     pagination::Page,
     tenancy::require,
     warehouse::{ColumnInfo, DatasetInfo, TableInfo, Warehouse},
@@ -35,8 +42,6 @@ use crate::{
 pub const SCAN_PARALLELISM: usize = 8;
 /// How long one dataset's tables may take to list.
 pub const DATASET_TIMEOUT: Duration = Duration::from_secs(60);
-/// A scan still `running` after this long was abandoned (its function died).
-pub const ABANDONED_AFTER_MINUTES: i32 = 15;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct ScanError {
@@ -107,9 +112,16 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Scans `connection` now (the caller has checked it may). Answers when the scan is done;
-/// meanwhile `GET …/scans/{id}` shows its progress.
-pub async fn scan(
+/// How often a running scan's worker says it is alive.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// A running scan silent for this long lost its worker (a crash, a timeout, a redeploy).
+pub const STALE_AFTER: Duration = Duration::from_secs(45);
+/// A scan is tried this many times in all before its lost workers fail it.
+pub const MAX_ATTEMPTS: i32 = 2;
+
+/// Starts a scan of `connection` (the caller has checked it may) as a job, and answers at
+/// once with the running scan; `GET …/scans/{id}` follows it.
+pub async fn start_scan(
     state: &AppState,
     connection: &Connection,
     user: &CurrentUser,
@@ -120,48 +132,178 @@ pub async fn scan(
             "validate the connection successfully before scanning it",
         ));
     }
-    let started = Instant::now();
-    let mut bridge = Duration::ZERO;
-    let mut client = state.db.get().await?;
+    reap(state, Some(connection.id)).await?;
+    let scan_id = Uuid::now_v7();
+    let worker = Uuid::new_v4();
+    let row = {
+        let client = state.db.get().await?;
+        let inserted = client
+            .query_one(
+                &format!(
+                    "INSERT INTO scan_runs (id, connection_id, started_by, worker) VALUES ($1, $2, $3, $4) \
+                     RETURNING {SCAN_COLUMNS}"
+                ),
+                &[&scan_id, &connection.id, &user.id, &worker],
+            )
+            .await;
+        match inserted {
+            Ok(row) => row,
+            Err(e) => {
+                return Err(match unique_violation(&e) {
+                    Some("scan_runs_one_running_idx") => ApiError::conflict(
+                        "scan_in_progress",
+                        "this connection is being scanned already; follow that scan",
+                    ),
+                    _ => e.into(),
+                });
+            }
+        }
+    };
+    if let Err(e) = state
+        .jobs
+        .dispatch(state, Job::Scan { scan_id, worker })
+        .await
+    {
+        let client = state.db.get().await?;
+        client
+            .execute(
+                "UPDATE scan_runs SET status = 'failed', finished_at = now(), \
+                 errors = '[{\"dataset\": null, \"message\": \"the scan could not be started\"}]'::jsonb \
+                 WHERE id = $1",
+                &[&scan_id],
+            )
+            .await?;
+        return Err(ApiError::unavailable(e.context("starting a scan")));
+    }
+    Ok(ScanRun::from_row(&row))
+}
+
+/// Finds running scans whose worker went silent (of one connection, or all): each is run
+/// again by a new worker, or failed once it has been tried [`MAX_ATTEMPTS`] times. Cheap
+/// when there is nothing to do; run by every look at a scan and by the scheduled tick.
+pub async fn reap(state: &AppState, connection: Option<Uuid>) -> ApiResult<()> {
+    let stale = f64::from(u32::try_from(STALE_AFTER.as_secs()).unwrap_or(u32::MAX));
+    let client = state.db.get().await?;
     client
         .execute(
             "UPDATE scan_runs SET status = 'failed', finished_at = now(), \
-             errors = errors || '[{\"dataset\": null, \"message\": \"the scan was abandoned\"}]'::jsonb \
-             WHERE connection_id = $1 AND status = 'running' AND started_at < now() - make_interval(mins => $2)",
-            &[&connection.id, &ABANDONED_AFTER_MINUTES],
+             errors = errors || '[{\"dataset\": null, \"message\": \"the worker running this scan stopped answering, and so did the one that took over\"}]'::jsonb \
+             WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1) \
+               AND attempts >= $2 AND ($3::uuid IS NULL OR connection_id = $3)",
+            &[&stale, &MAX_ATTEMPTS, &connection],
         )
         .await?;
-    let scan_id = Uuid::now_v7();
-    if let Err(e) = client
-        .execute(
-            "INSERT INTO scan_runs (id, connection_id, started_by) VALUES ($1, $2, $3)",
-            &[&scan_id, &connection.id, &user.id],
+    let resumed = client
+        .query(
+            "UPDATE scan_runs SET attempts = attempts + 1, worker = gen_random_uuid(), heartbeat_at = now() \
+             WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1) \
+               AND attempts < $2 AND ($3::uuid IS NULL OR connection_id = $3) \
+             RETURNING id, worker",
+            &[&stale, &MAX_ATTEMPTS, &connection],
         )
-        .await
-    {
-        return Err(match unique_violation(&e) {
-            Some("scan_runs_one_running_idx") => ApiError::conflict(
-                "scan_in_progress",
-                "this connection is being scanned already; follow that scan",
-            ),
-            _ => e.into(),
-        });
+        .await?;
+    drop(client);
+    for row in resumed {
+        let (scan_id, worker): (Uuid, Uuid) = (row.get("id"), row.get("worker"));
+        tracing::warn!(%scan_id, "a scan's worker went silent; running it again");
+        if let Err(e) = state
+            .jobs
+            .dispatch(state, Job::Scan { scan_id, worker })
+            .await
+        {
+            tracing::error!(%scan_id, error = %format!("{e:#}"), "resuming a scan");
+        }
     }
-    let mut errors: Vec<ScanError> = Vec::new();
-    let finish = async |client: &deadpool_postgres::Object,
-                        status: &str,
-                        errors: &[ScanError],
-                        bridge: Duration| {
-        let row = client
-            .query_one(
+    Ok(())
+}
+
+/// What a worker made of its scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanOutcome {
+    /// Ran to its end (`succeeded`, `partial` or `failed` on the row).
+    Finished,
+    /// The scan is not this worker's (any more): another took it over, or it is over.
+    NotOurs,
+}
+
+/// Runs scan `scan_id` as `worker` (the job's entry point). Writes its progress and its
+/// heartbeat as it goes, holds no pooled connection while it waits on the warehouse, and
+/// stops as soon as it learns the scan was handed to another worker.
+pub async fn run_scan(
+    state: &AppState,
+    scan_id: Uuid,
+    worker: Uuid,
+) -> anyhow::Result<ScanOutcome> {
+    let connection = {
+        let client = state.db.get().await?;
+        let Some(row) = client
+            .query_opt(
                 &format!(
-                    "UPDATE scan_runs SET status = $2, errors = $3, bridge_ms = $4, duration_ms = $5, finished_at = now() \
-                     WHERE id = $1 RETURNING {SCAN_COLUMNS}"
+                    "SELECT {CONNECTION_COLUMNS} FROM scan_runs s JOIN connections c ON c.id = s.connection_id \
+                     WHERE s.id = $1 AND s.worker = $2 AND s.status = 'running'"
                 ),
-                &[&scan_id, &status, &serde_json::to_value(errors).unwrap_or_default(), &ms(bridge), &ms(started.elapsed())],
+                &[&scan_id, &worker],
+            )
+            .await?
+        else {
+            return Ok(ScanOutcome::NotOurs);
+        };
+        Connection::from_row(&row)
+    };
+    let lost = async {
+        loop {
+            tokio::time::sleep(HEARTBEAT_EVERY).await;
+            let beat = async {
+                let client = state.db.get().await?;
+                let n = client
+                    .execute(
+                        "UPDATE scan_runs SET heartbeat_at = now() WHERE id = $1 AND worker = $2 AND status = 'running'",
+                        &[&scan_id, &worker],
+                    )
+                    .await?;
+                Ok::<_, ApiError>(n)
+            };
+            match beat.await {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(%scan_id, error = %e, "a scan's heartbeat"),
+            }
+        }
+    };
+    tokio::select! {
+        done = scan_body(state, &connection, scan_id, worker) => done.map_err(|e| anyhow::anyhow!("{e}"))?,
+        () = lost => {
+            tracing::warn!(%scan_id, "another worker has this scan; stopping");
+            return Ok(ScanOutcome::NotOurs);
+        }
+    }
+    Ok(ScanOutcome::Finished)
+}
+
+async fn scan_body(
+    state: &AppState,
+    connection: &Connection,
+    scan_id: Uuid,
+    worker: Uuid,
+) -> ApiResult<()> {
+    let started = Instant::now();
+    let mut bridge = Duration::ZERO;
+    let mut errors: Vec<ScanError> = Vec::new();
+    let finish = async |status: &str, errors: &[ScanError], bridge: Duration| {
+        let client = state.db.get().await?;
+        client
+            .execute(
+                "UPDATE scan_runs SET status = $3, errors = $4, bridge_ms = $5, duration_ms = $6, finished_at = now(), \
+                 heartbeat_at = now() WHERE id = $1 AND worker = $2",
+                &[&scan_id, &worker, &status, &serde_json::to_value(errors).unwrap_or_default(), &ms(bridge), &ms(started.elapsed())],
             )
             .await?;
-        Ok::<_, ApiError>(ScanRun::from_row(&row))
+        tracing::info!(
+            connection_id = %connection.id, %scan_id, status, bridge_ms = ms(bridge),
+            duration_ms = ms(started.elapsed()), "catalog scanned"
+        );
+        Ok::<_, ApiError>(())
     };
 
     let warehouse = match state
@@ -180,7 +322,7 @@ pub async fn scan(
                 dataset: None,
                 message: e.detail.to_string(),
             });
-            return finish(&client, "failed", &errors, bridge).await;
+            return finish("failed", &errors, bridge).await;
         }
     };
     let datasets = match tokio::time::timeout(DATASET_TIMEOUT, warehouse.list_datasets()).await {
@@ -190,40 +332,43 @@ pub async fn scan(
                 dataset: None,
                 message: e.to_string(),
             });
-            return finish(&client, "failed", &errors, bridge).await;
+            return finish("failed", &errors, bridge).await;
         }
         Err(_) => {
             errors.push(ScanError {
                 dataset: None,
                 message: "listing datasets timed out".into(),
             });
-            return finish(&client, "failed", &errors, bridge).await;
+            return finish("failed", &errors, bridge).await;
         }
     };
 
     let t = Instant::now();
-    let ids = upsert_datasets(&mut client, connection.id, scan_id, &datasets).await?;
+    let ids = {
+        let mut client = state.db.get().await?;
+        upsert_datasets(&mut client, connection.id, scan_id, &datasets).await?
+    };
     bridge += t.elapsed();
 
-    // At most SCAN_PARALLELISM datasets are read at once; each is written as it arrives.
-    let mut pending = datasets
+    // At most SCAN_PARALLELISM datasets are read at once; each is written as it arrives,
+    // on a connection taken from the pool for that write only.
+    let names: Vec<(String, String)> = datasets
         .iter()
         .map(|d| (d.name.clone(), d.fully_qualified_name.clone()))
-        .collect::<Vec<_>>()
-        .into_iter();
-    let mut reads = FuturesUnordered::new();
-    for (name, fqn) in pending.by_ref().take(SCAN_PARALLELISM) {
-        reads.push(read_dataset(warehouse.clone(), name, fqn));
-    }
+        .collect();
+    let mut reads = futures::stream::iter(
+        names
+            .into_iter()
+            .map(move |(name, fqn)| read_dataset(warehouse.clone(), name, fqn)),
+    )
+    .buffer_unordered(SCAN_PARALLELISM);
     let (mut scanned, mut skipped) = (0i64, 0i64);
     while let Some((fqn, tables)) = reads.next().await {
-        if let Some((name, next)) = pending.next() {
-            reads.push(read_dataset(warehouse.clone(), name, next));
-        }
         let t = Instant::now();
         let Some(&dataset_id) = ids.get(&fqn) else {
             continue;
         };
+        let mut client = state.db.get().await?;
         match tables {
             Ok(tables) => {
                 let (written, unchanged) = write_tables(&mut client, dataset_id, &tables).await?;
@@ -245,9 +390,9 @@ pub async fn scan(
         }
         client
             .execute(
-                "UPDATE scan_runs SET datasets_scanned = datasets_scanned + 1, tables_scanned = $2, tables_skipped = $3, errors = $4 \
-                 WHERE id = $1",
-                &[&scan_id, &(scanned as i32), &(skipped as i32), &serde_json::to_value(&errors).unwrap_or_default()],
+                "UPDATE scan_runs SET datasets_scanned = datasets_scanned + 1, tables_scanned = $3, tables_skipped = $4, \
+                 errors = $5, heartbeat_at = now() WHERE id = $1 AND worker = $2",
+                &[&scan_id, &worker, &(scanned as i32), &(skipped as i32), &serde_json::to_value(&errors).unwrap_or_default()],
             )
             .await?;
         bridge += t.elapsed();
@@ -257,12 +402,7 @@ pub async fn scan(
     } else {
         "partial"
     };
-    let run = finish(&client, status, &errors, bridge).await?;
-    tracing::info!(
-        connection_id = %connection.id, %scan_id, status, datasets = datasets.len(), tables = scanned, skipped,
-        bridge_ms = ms(bridge), duration_ms = ms(started.elapsed()), "catalog scanned"
-    );
-    Ok(run)
+    finish(status, &errors, bridge).await
 }
 
 async fn read_dataset(

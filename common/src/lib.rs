@@ -19,6 +19,7 @@ pub mod error;
 pub mod extract;
 pub mod fsutil;
 pub mod gcp;
+pub mod jobs;
 pub mod keyring;
 pub mod localpg;
 pub mod pagination;

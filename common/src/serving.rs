@@ -838,6 +838,10 @@ async fn warm_one(state: AppState, dashboard: Dashboard) -> Result<PrecomputeRep
 /// concurrency), then removes expired results from the cache bucket and index.
 pub async fn warm_due(state: &AppState) -> ApiResult<WarmReport> {
     let started = Instant::now();
+    // Scans whose worker died are handed on (or failed) on the same tick.
+    if let Err(e) = crate::catalog::reap(state, None).await {
+        tracing::warn!(error = %e, "looking for abandoned scans");
+    }
     let client = state.db.get().await?;
     let rows = client
         .query(
@@ -853,6 +857,8 @@ pub async fn warm_due(state: &AppState) -> ApiResult<WarmReport> {
         )
         .await?;
     let due: Vec<Dashboard> = rows.iter().map(Dashboard::from_row).collect();
+    // No pooled connection is held while the warehouses run the queries.
+    drop(client);
     let mut pending = due.into_iter();
     let mut running = FuturesUnordered::new();
     for d in pending.by_ref().take(WARM_PARALLELISM) {
@@ -868,6 +874,7 @@ pub async fn warm_due(state: &AppState) -> ApiResult<WarmReport> {
             Err(f) => failures.push(f),
         }
     }
+    let client = state.db.get().await?;
     let expired = client
         .query(
             "DELETE FROM query_cache WHERE expires_at < now() RETURNING blob_key",

@@ -184,6 +184,22 @@ pub struct Settings {
     pub auth_leeway: Duration,
     /// `RESULT_CACHE_BYTES`: the in-process budget of cached query results (default 64 MiB).
     pub result_cache_bytes: u64,
+    /// Where jobs (catalog scans) run.
+    pub jobs: JobSettings,
+}
+
+/// `JOBS_RUNNER`: `local` (a task in this process; the default off Lambda) or `lambda` (an
+/// asynchronous invocation of `JOBS_LAMBDA_FUNCTION`, default this function
+/// (`AWS_LAMBDA_FUNCTION_NAME`), in `AWS_REGION`, at `JOBS_LAMBDA_ENDPOINT` if set; the
+/// default on Lambda).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobSettings {
+    Local,
+    Lambda {
+        function: String,
+        region: String,
+        endpoint: Option<String>,
+    },
 }
 
 /// Defaults of the result bounds.
@@ -449,6 +465,29 @@ impl Settings {
         }
         let auth_leeway = Duration::from_secs(auth_leeway);
         let result_cache_bytes = parse_num(&get, "RESULT_CACHE_BYTES", DEFAULT_RESULT_CACHE_BYTES)?;
+        let on_lambda = get("AWS_LAMBDA_RUNTIME_API").is_some();
+        let jobs = match parse("JOBS_RUNNER")?.as_deref() {
+            Some("local") => JobSettings::Local,
+            None if !on_lambda => JobSettings::Local,
+            Some("lambda") | None => JobSettings::Lambda {
+                function: parse("JOBS_LAMBDA_FUNCTION")?
+                    .or_else(|| get("AWS_LAMBDA_FUNCTION_NAME"))
+                    .ok_or_else(|| {
+                        err(
+                            "JOBS_LAMBDA_FUNCTION",
+                            "is required with JOBS_RUNNER=lambda off Lambda",
+                        )
+                    })?,
+                region: parse("AWS_REGION")?.unwrap_or_else(|| "us-east-1".into()),
+                endpoint: parse("JOBS_LAMBDA_ENDPOINT")?,
+            },
+            Some(other) => {
+                return Err(err(
+                    "JOBS_RUNNER",
+                    format!("`{other}` is not one of local, lambda"),
+                ));
+            }
+        };
         let scheduler = match (
             parse("SCHEDULER_OIDC_AUDIENCE")?,
             parse("SCHEDULER_SERVICE_ACCOUNT")?,
@@ -496,6 +535,7 @@ impl Settings {
             max_response_bytes,
             auth_leeway,
             result_cache_bytes,
+            jobs,
         })
     }
 

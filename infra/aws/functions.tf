@@ -19,6 +19,8 @@ locals {
       KMS_KEY_URI        = "awskms://${aws_kms_key.bridge.arn}"
     },
     local.bucket_env,
+    # Jobs (catalog scans) run as asynchronous invocations of the job function.
+    local.job_function == null ? {} : { JOBS_RUNNER = "lambda", JOBS_LAMBDA_FUNCTION = local.job_function_name },
     var.auth_jwks_url == null ? {} : { AUTH_JWKS_URL = var.auth_jwks_url },
     var.database_ca_file == null ? {} : { DATABASE_CA_FILE = var.database_ca_file },
     length(var.cors_allowed_origins) == 0 ? {} : { CORS_ALLOWED_ORIGINS = join(",", var.cors_allowed_origins) },
@@ -26,8 +28,9 @@ locals {
 
   # Secret values, read at deploy time from Secrets Manager (see secrets.tf for why and what
   # that implies). Sensitive: plans show them as (sensitive value).
-  database_env  = { DATABASE_URL = data.aws_secretsmanager_secret_version.database_url.secret_string }
-  anthropic_env = { for v in data.aws_secretsmanager_secret_version.anthropic_api_key : "ANTHROPIC_API_KEY" => v.secret_string }
+  job_function_name = local.job_function == null ? null : "${var.name_prefix}-${local.job_function}"
+  database_env      = { DATABASE_URL = data.aws_secretsmanager_secret_version.database_url.secret_string }
+  anthropic_env     = { for v in data.aws_secretsmanager_secret_version.anthropic_api_key : "ANTHROPIC_API_KEY" => v.secret_string }
 }
 
 resource "aws_lambda_function" "fn" {
@@ -124,3 +127,19 @@ resource "aws_lambda_permission" "url_invoke" {
   principal                = "*"
   invoked_via_function_url = true
 }
+
+# ---- jobs: asynchronous invocations ------------------------------------------------------------
+#
+# A scan is queued as an asynchronous invocation of the job function (common/src/jobs.rs).
+# Lambda's own retries are off: a scan whose worker died is found by its stale heartbeat and
+# handed to a new invocation by Bridge itself (common/src/catalog.rs, `reap`), which knows
+# whether the first one is still writing.
+
+resource "aws_lambda_function_event_invoke_config" "jobs" {
+  for_each = { for name, f in local.functions : name => f if f.jobs == "run" }
+
+  function_name                = aws_lambda_function.fn[each.key].function_name
+  maximum_retry_attempts       = 0
+  maximum_event_age_in_seconds = 3600
+}
+

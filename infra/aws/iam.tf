@@ -100,6 +100,17 @@ data "aws_iam_policy_document" "fn" {
     }
   }
 
+  # Handing jobs (scans) to the job function: an asynchronous invocation of it.
+  dynamic "statement" {
+    for_each = local.functions[each.key].jobs != "none" && local.job_function != null ? [1] : []
+
+    content {
+      sid       = "DispatchJobs"
+      actions   = ["lambda:InvokeFunction"]
+      resources = [local.job_function_arn]
+    }
+  }
+
   # Envelope encryption of warehouse credentials (KMS_KEY_URI).
   dynamic "statement" {
     for_each = length(local.access[each.key].kms_actions) > 0 ? [1] : []

@@ -24,7 +24,11 @@ locals {
   streaming_functions = { for name, f in local.functions : name => f if f.streaming }
   scheduled_functions = { for name, f in local.functions : name => f if f.scheduled }
   llm_functions       = { for name, f in local.functions : name => f if f.llm }
-  default_function    = module.catalogue.default_function
+  # The function that runs jobs (one, the catalog), and its ARN, built rather than read so
+  # that the roles that may invoke it do not depend on the function itself.
+  job_function     = one([for name, f in local.functions : name if f.jobs == "run"])
+  job_function_arn = local.job_function == null ? null : "arn:${local.partition}:lambda:${var.region}:${local.account_id}:function:${var.name_prefix}-${local.job_function}"
+  default_function = module.catalogue.default_function
 
   artifacts_dir      = coalesce(var.artifacts_dir, "${path.root}/../../target/lambda")
   bucket_name_prefix = coalesce(var.bucket_name_prefix, "${var.name_prefix}-${local.account_id}-${var.region}")

@@ -12,6 +12,10 @@
 #              a Lambda Function URL in RESPONSE_STREAM mode instead of API Gateway
 #   scheduled  also invoked on a schedule (EventBridge on AWS, Cloud Scheduler on GCP)
 #   llm        receives ANTHROPIC_API_KEY
+#   jobs       "none"; "dispatch" (hands jobs to the job function, e.g. a scan to resume); or
+#              "run" (the job function: it also runs them, from an asynchronous invocation of
+#              itself on AWS, and as a task of its own on Cloud Run, which then keeps its CPU
+#              between requests)
 #   kms        envelope-encryption key use: "none", "decrypt" (reads stored credentials) or
 #              "encrypt_decrypt" (also wraps new data keys)
 #   buckets    purpose => "read" | "readwrite"; purposes are the keys of local.buckets
@@ -27,6 +31,7 @@ locals {
       streaming = false
       scheduled = false
       llm       = false
+      jobs      = "none"
       kms       = "none"
       buckets   = {}
       routes = [
@@ -48,6 +53,7 @@ locals {
       streaming = false
       scheduled = false
       llm       = false
+      jobs      = "none"
       kms       = "encrypt_decrypt"
       buckets   = { credentials = "readwrite" }
       routes = [
@@ -62,10 +68,13 @@ locals {
     catalog = {
       enabled   = true
       memory_mb = 512
-      timeout_s = 29
+      # Scans run as asynchronous invocations of this function and may take minutes; HTTP
+      # requests are still cut at 29 s by API Gateway (and by Bridge's own deadline).
+      timeout_s = 900
       streaming = false
       scheduled = false
       llm       = false
+      jobs      = "run"
       kms       = "decrypt"
       buckets   = { credentials = "read", cache = "readwrite" }
       routes = [
@@ -84,6 +93,7 @@ locals {
       streaming = true
       scheduled = false
       llm       = true
+      jobs      = "none"
       kms       = "decrypt"
       buckets   = { credentials = "read", dashboards = "readwrite", cache = "readwrite" }
       routes = [
@@ -107,6 +117,7 @@ locals {
       streaming = false
       scheduled = false
       llm       = false
+      jobs      = "none"
       kms       = "decrypt"
       buckets   = { credentials = "read", dashboards = "read", cache = "readwrite" }
       routes = [
@@ -122,6 +133,7 @@ locals {
       streaming = false
       scheduled = true
       llm       = false
+      jobs      = "dispatch"
       kms       = "decrypt"
       buckets   = { credentials = "read", dashboards = "read", cache = "readwrite" }
       routes = [
@@ -136,6 +148,7 @@ locals {
       streaming = true
       scheduled = false
       llm       = true
+      jobs      = "none"
       kms       = "decrypt"
       buckets   = { credentials = "read", dashboards = "read", sessions = "readwrite", cache = "readwrite" }
       routes = [

@@ -107,7 +107,9 @@ resource "google_cloud_run_v2_service" "fn" {
           # Cloud Run wants at least 512 MiB with a whole CPU in the second-generation environment.
           memory = "${max(each.value.memory_mb, 512)}Mi"
         }
-        cpu_idle          = true
+        # The job function (catalog) runs scans as tasks of its own after answering 202: it
+        # keeps its CPU between requests, or the scan would stall until the next request.
+        cpu_idle          = each.value.jobs != "run"
         startup_cpu_boost = true
       }
 

@@ -501,6 +501,14 @@ impl TestApp {
         }
     }
 
+    /// The same app (database, settings, secret) served by `state` instead: a state built
+    /// differently, e.g. with another job runner.
+    pub fn with_state(mut self, routes: OpenApiRouter<AppState>, state: AppState) -> Self {
+        self.router = build(routes, state.clone());
+        self.state = state;
+        self
+    }
+
     /// A dev token for `email` (subject derived from the email, so it is stable).
     pub fn token(&self, email: &str) -> String {
         self.token_with_ttl(email, Duration::from_secs(3600))
@@ -920,7 +928,7 @@ impl TestApp {
             scan = self
                 .get(&format!(
                     "/v1/connections/{connection}/scans/{}",
-                    scan["id"].as_str().unwrap()
+                    scan["scan_id"].as_str().unwrap()
                 ))
                 .bearer(token)
                 .send()

@@ -46,12 +46,7 @@ async fn scan_twice(label: &str, app: &TestApp, kind: &str, credentials: Value) 
     assert_eq!(v["status"], "validated", "{v}");
     for round in ["first scan", "rescan (unchanged)"] {
         let t = Instant::now();
-        let s = app
-            .post(&format!("/v1/connections/{id}/scan"))
-            .bearer(&ada)
-            .send()
-            .await
-            .json();
+        let s = app.scan(id, &ada).await;
         let wall = t.elapsed();
         assert_eq!(s["status"], "succeeded", "{s}");
         println!(

@@ -2,7 +2,11 @@
 //! datasets and tables, and read a table's columns live (members). The work is in
 //! `common::catalog`, which the chat agent's tools share.
 
-use axum::extract::State;
+use axum::{
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+};
 use common::{
     ApiResult, AppState, CurrentUser,
     catalog::{self, Dataset, NameCursor, ScanRun, Table, TableSchema},
@@ -27,12 +31,13 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_tables))
 }
 
-/// Scans the connection's warehouse into the catalog (editor; the connection must be
-/// validated). Answers when done; `GET …/scans/{scan_id}` shows progress meanwhile.
+/// Starts a scan of the connection's warehouse into the catalog (editor; the connection must
+/// be validated). Answers 202 at once with the running scan; `GET …/scans/{scan_id}` (the
+/// `Location`) follows it to `succeeded`, `partial` or `failed`.
 #[utoipa::path(post, path = "/v1/connections/{id}/scan", tag = "catalog",
     params(("id" = Uuid, Path)),
     responses(
-        (status = 200, body = ScanRun, description = "The finished scan: `succeeded`, `partial` or `failed`"),
+        (status = 202, body = ScanRun, description = "The scan, `running`"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "Not validated, or a scan is running"),
@@ -41,12 +46,35 @@ async fn scan(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<Uuid>,
-) -> ApiResult<Json<ScanRun>> {
+) -> ApiResult<impl IntoResponse> {
     let (connection, _) = {
         let client = state.db.get().await?;
         connections::load(&client, id, &user, Role::Editor).await?
     };
-    Ok(Json(catalog::scan(&state, &connection, &user).await?))
+    let run = catalog::start_scan(&state, &connection, &user).await?;
+    let location = format!("/v1/connections/{id}/scans/{}", run.scan_id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(run),
+    ))
+}
+
+/// A non-HTTP Lambda event: a job this function handed to itself (a scan).
+pub async fn on_event(
+    state: AppState,
+    event: serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    match common::jobs::Job::from_event(&event) {
+        Some(Ok(job)) => common::jobs::run(&state, job)
+            .await
+            .map_err(|e| format!("{e:#}")),
+        Some(Err(e)) => Err(e),
+        None => {
+            tracing::warn!("ignoring an event that is neither HTTP nor a job");
+            Err("unrecognised event: expected an API Gateway request or a bridge_job".into())
+        }
+    }
 }
 
 /// A scan of the connection, finished or running (members).
@@ -61,8 +89,13 @@ async fn scan_status(
     user: CurrentUser,
     Path((id, scan_id)): Path<(Uuid, Uuid)>,
 ) -> ApiResult<Json<ScanRun>> {
+    {
+        let client = state.db.get().await?;
+        connections::load(&client, id, &user, Role::Viewer).await?;
+    }
+    // Whoever looks finds a scan whose worker died already handed on, or failed.
+    catalog::reap(&state, Some(id)).await?;
     let client = state.db.get().await?;
-    connections::load(&client, id, &user, Role::Viewer).await?;
     Ok(Json(catalog::scan_run(&client, id, scan_id).await?))
 }
 

@@ -62,6 +62,7 @@ impl Fixture {
         id
     }
 
+    /// Starts a scan (202, `running`, a `Location`) and follows it to its end.
     async fn scan(&self, id: &str) -> Value {
         let r = self
             .app
@@ -69,8 +70,34 @@ impl Fixture {
             .bearer(&self.ada)
             .send()
             .await;
-        r.assert_status(200);
-        r.json()
+        r.assert_status(202);
+        let started = r.json();
+        assert_eq!(started["status"], "running");
+        let location = r.header("location").unwrap().to_owned();
+        assert_eq!(
+            location,
+            format!(
+                "/v1/connections/{id}/scans/{}",
+                started["scan_id"].as_str().unwrap()
+            )
+        );
+        self.follow(&location).await
+    }
+
+    /// GETs a scan until it is no longer running.
+    async fn follow(&self, location: &str) -> Value {
+        let began = std::time::Instant::now();
+        loop {
+            let scan = self.app.get(location).bearer(&self.ada).send().await.json();
+            if scan["status"] != "running" {
+                return scan;
+            }
+            assert!(
+                began.elapsed() < std::time::Duration::from_secs(60),
+                "still running: {scan}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     async fn tables(&self, connection: &str) -> Vec<Value> {
@@ -228,22 +255,14 @@ async fn a_running_scan_is_readable_and_blocks_a_second_one() {
     let id = f.connect("postgres", json!({ "url": wh.reader_url })).await;
     let db = f.app.db.client().await;
     db.execute(
-        "INSERT INTO scan_runs (id, connection_id, datasets_total, datasets_scanned, tables_scanned) \
-         VALUES ('0190d1c6-0000-7000-8000-00000000000a', $1::text::uuid, 10, 4, 120)",
+        "INSERT INTO scan_runs (id, connection_id, datasets_total, datasets_scanned, tables_scanned, worker) \
+         VALUES ('0190d1c6-0000-7000-8000-00000000000a', $1::text::uuid, 10, 4, 120, gen_random_uuid())",
         &[&id],
     )
     .await
     .unwrap();
-
-    let running = f
-        .app
-        .get(&format!(
-            "/v1/connections/{id}/scans/0190d1c6-0000-7000-8000-00000000000a"
-        ))
-        .bearer(&f.ada)
-        .send()
-        .await
-        .json();
+    let uri = format!("/v1/connections/{id}/scans/0190d1c6-0000-7000-8000-00000000000a");
+    let running = f.app.get(&uri).bearer(&f.ada).send().await.json();
     assert_eq!(
         (
             running["status"].as_str(),
@@ -258,38 +277,101 @@ async fn a_running_scan_is_readable_and_blocks_a_second_one() {
         .send()
         .await
         .assert_problem(409, "scan_in_progress");
+}
 
-    // A scan whose function died long ago no longer blocks.
+#[tokio::test]
+async fn a_scan_whose_worker_died_is_run_again_then_failed() {
+    let f = fixture(&[]).await;
+    let wh = TestWarehouse::demo().await;
+    let id = f.connect("postgres", json!({ "url": wh.reader_url })).await;
+    let db = f.app.db.client().await;
+    // A scan whose worker went silent a minute ago, on its first try: whoever looks next
+    // hands it to a new worker, which runs it to its end.
     db.execute(
-        "UPDATE scan_runs SET started_at = now() - interval '1 hour'",
-        &[],
+        "INSERT INTO scan_runs (id, connection_id, worker, heartbeat_at) \
+         VALUES ('0190d1c6-0000-7000-8000-00000000000b', $1::text::uuid, gen_random_uuid(), now() - interval '1 minute')",
+        &[&id],
     )
     .await
     .unwrap();
+    let resumed = f
+        .follow(&format!(
+            "/v1/connections/{id}/scans/0190d1c6-0000-7000-8000-00000000000b"
+        ))
+        .await;
+    assert_eq!(resumed["status"], "succeeded", "{resumed}");
+    assert_eq!(resumed["tables_scanned"], 6);
+    let attempts: i32 = db
+        .query_one(
+            "SELECT attempts FROM scan_runs WHERE id = '0190d1c6-0000-7000-8000-00000000000b'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 2);
+
+    // Silent again on its last try: failed, saying why, and no longer in the way.
+    db.execute(
+        "INSERT INTO scan_runs (id, connection_id, worker, heartbeat_at, attempts) \
+         VALUES ('0190d1c6-0000-7000-8000-00000000000c', $1::text::uuid, gen_random_uuid(), now() - interval '1 minute', 2)",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    let failed = f
+        .app
+        .get(&format!(
+            "/v1/connections/{id}/scans/0190d1c6-0000-7000-8000-00000000000c"
+        ))
+        .bearer(&f.ada)
+        .send()
+        .await
+        .json();
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("worker"),
+        "{failed}"
+    );
     let scan = f.scan(&id).await;
     assert_eq!(scan["status"], "succeeded");
-    let old = f
-        .app
-        .get(&format!(
-            "/v1/connections/{id}/scans/0190d1c6-0000-7000-8000-00000000000a"
-        ))
-        .bearer(&f.ada)
-        .send()
+    assert!(scan["duration_ms"].as_i64().is_some() && scan["bridge_ms"].as_i64().is_some());
+}
+
+#[tokio::test]
+async fn a_worker_that_lost_its_scan_stops_and_writes_nothing() {
+    let f = fixture(&[]).await;
+    let wh = TestWarehouse::demo().await;
+    let id = f.connect("postgres", json!({ "url": wh.reader_url })).await;
+    let db = f.app.db.client().await;
+    db.execute(
+        "INSERT INTO scan_runs (id, connection_id, worker) \
+         VALUES ('0190d1c6-0000-7000-8000-00000000000d', $1::text::uuid, '0190d1c6-0000-7000-8000-0000000000ff')",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    let scan_id: uuid::Uuid = "0190d1c6-0000-7000-8000-00000000000d".parse().unwrap();
+    // Another worker's id: not this scan's.
+    let outcome = common::catalog::run_scan(&f.app.state, scan_id, uuid::Uuid::new_v4())
         .await
-        .json();
-    assert_eq!(old["status"], "failed");
-    let done = f
-        .app
-        .get(&format!(
-            "/v1/connections/{id}/scans/{}",
-            scan["scan_id"].as_str().unwrap()
-        ))
-        .bearer(&f.ada)
-        .send()
+        .unwrap();
+    assert_eq!(outcome, common::catalog::ScanOutcome::NotOurs);
+    let datasets: i64 = db
+        .query_one("SELECT count(*) FROM datasets", &[])
         .await
-        .json();
-    assert_eq!(done["tables_scanned"], 6);
-    assert!(done["duration_ms"].as_i64().is_some() && done["bridge_ms"].as_i64().is_some());
+        .unwrap()
+        .get(0);
+    assert_eq!(datasets, 0);
+    // Its own worker runs it.
+    let worker: uuid::Uuid = "0190d1c6-0000-7000-8000-0000000000ff".parse().unwrap();
+    let outcome = common::catalog::run_scan(&f.app.state, scan_id, worker)
+        .await
+        .unwrap();
+    assert_eq!(outcome, common::catalog::ScanOutcome::Finished);
 }
 
 #[tokio::test]

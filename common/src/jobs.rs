@@ -1,0 +1,231 @@
+//! Work that outlives the request that asked for it (a catalog scan): the request records
+//! the job in Postgres and hands it to a runner, which answers at once.
+//!
+//! - Off Lambda (`bridge serve`, Cloud Run, a container) the runner is a task in this
+//!   process. (On Cloud Run the service keeps its CPU between requests: see `infra/gcp`.)
+//! - On Lambda it is an asynchronous invocation of this same function (`InvocationType:
+//!   Event`, signed with SigV4 by the function's own role), whose event — `{"bridge_job":
+//!   {…}}` — the function's Lambda entry point runs ([`run`]).
+//!
+//! Either way a worker can die (a redeploy, a timeout, a crash); jobs say they are alive as
+//! they run, and one that went silent is run again or failed by whoever looks next (see
+//! `catalog::reap`).
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::{
+    http_request::{SignableBody, SignableRequest, SigningSettings, sign},
+    sign::v4,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::AppState;
+
+/// A job, as it travels to its worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Scan a connection's catalog: the `scan_runs` row `scan_id`, as worker `worker` (a
+    /// lease: a worker that is no longer the row's stops).
+    Scan { scan_id: Uuid, worker: Uuid },
+}
+
+/// The key of a job event (`{"bridge_job": {"kind": "scan", …}}`).
+pub const EVENT_KEY: &str = "bridge_job";
+
+impl Job {
+    pub fn to_event(&self) -> serde_json::Value {
+        serde_json::json!({ EVENT_KEY: self })
+    }
+
+    /// The job in a Lambda event, if it is one.
+    pub fn from_event(event: &serde_json::Value) -> Option<Result<Self, String>> {
+        let job = event.get(EVENT_KEY)?;
+        Some(serde_json::from_value(job.clone()).map_err(|e| format!("a malformed job: {e}")))
+    }
+}
+
+/// Where jobs run.
+pub enum Runner {
+    /// A task in this process.
+    Local,
+    /// An asynchronous invocation of a Lambda function.
+    Lambda(LambdaInvoker),
+}
+
+impl Runner {
+    /// Hands `job` over; returns once it is on its way (not when it is done).
+    pub async fn dispatch(&self, state: &AppState, job: Job) -> anyhow::Result<()> {
+        match self {
+            Runner::Local => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = run(&state, job).await {
+                        tracing::error!(error = %format!("{e:#}"), "a job failed");
+                    }
+                });
+                Ok(())
+            }
+            Runner::Lambda(invoker) => invoker.invoke(&job.to_event()).await,
+        }
+    }
+}
+
+/// Runs `job` here and now (the Lambda entry point, or a local task).
+pub async fn run(state: &AppState, job: Job) -> anyhow::Result<serde_json::Value> {
+    match job {
+        Job::Scan { scan_id, worker } => {
+            let outcome = crate::catalog::run_scan(state, scan_id, worker).await?;
+            Ok(serde_json::json!({ "scan_id": scan_id, "outcome": outcome }))
+        }
+    }
+}
+
+/// Invokes a Lambda function asynchronously through the Lambda REST API.
+pub struct LambdaInvoker {
+    http: reqwest::Client,
+    endpoint: String,
+    function: String,
+    region: String,
+    credentials: SharedCredentialsProvider,
+}
+
+impl LambdaInvoker {
+    /// `function` in `region`, at `endpoint` (default `https://lambda.{region}.amazonaws.com`),
+    /// with the credentials of the default AWS chain (the function's role on Lambda).
+    pub async fn new(
+        function: String,
+        region: String,
+        endpoint: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.clone()))
+            .load()
+            .await;
+        let credentials = config
+            .credentials_provider()
+            .context("no AWS credentials to invoke Lambda with")?;
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .context("an HTTP client")?,
+            endpoint: endpoint
+                .unwrap_or_else(|| format!("https://lambda.{region}.amazonaws.com"))
+                .trim_end_matches('/')
+                .to_owned(),
+            function,
+            region,
+            credentials,
+        })
+    }
+
+    /// Like [`new`](Self::new), with these credentials (tests).
+    pub fn with_credentials(
+        function: String,
+        region: String,
+        endpoint: String,
+        credentials: aws_credential_types::Credentials,
+    ) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            function,
+            region,
+            credentials: SharedCredentialsProvider::new(credentials),
+        }
+    }
+
+    /// `POST /2015-03-31/functions/{function}/invocations` with `X-Amz-Invocation-Type:
+    /// Event`: Lambda queues the event and answers 202.
+    pub async fn invoke(&self, event: &serde_json::Value) -> anyhow::Result<()> {
+        let url = format!(
+            "{}/2015-03-31/functions/{}/invocations",
+            self.endpoint,
+            percent(&self.function)
+        );
+        let body = serde_json::to_vec(event)?;
+        let credentials = self
+            .credentials
+            .provide_credentials()
+            .await
+            .context("AWS credentials")?;
+        let identity = credentials.into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("lambda")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .context("signing parameters")?
+            .into();
+        let headers = [
+            ("content-type", "application/json"),
+            ("x-amz-invocation-type", "Event"),
+        ];
+        let signable = SignableRequest::new(
+            "POST",
+            &url,
+            headers.iter().copied(),
+            SignableBody::Bytes(&body),
+        )
+        .context("a signable request")?;
+        let (instructions, _) = sign(signable, &params)
+            .context("signing the invocation")?
+            .into_parts();
+        let mut request = http::Request::builder().method("POST").uri(&url);
+        for (k, v) in headers {
+            request = request.header(k, v);
+        }
+        let mut request = request.body(body).context("the invocation request")?;
+        instructions.apply_to_request_http1x(&mut request);
+        let request = reqwest::Request::try_from(request).context("the invocation request")?;
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| anyhow::anyhow!("invoking {}: {}", self.function, e.without_url()))?;
+        let status = response.status();
+        anyhow::ensure!(
+            status == reqwest::StatusCode::ACCEPTED,
+            "Lambda answered {status} to an asynchronous invocation of {}",
+            self.function
+        );
+        Ok(())
+    }
+}
+
+/// A function name or ARN as a path segment.
+fn percent(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_travel_as_events_and_back() {
+        let job = Job::Scan {
+            scan_id: Uuid::nil(),
+            worker: Uuid::max(),
+        };
+        let event = job.to_event();
+        assert_eq!(event["bridge_job"]["kind"], "scan");
+        assert_eq!(Job::from_event(&event), Some(Ok(job)));
+        assert_eq!(
+            Job::from_event(&serde_json::json!({ "rawPath": "/" })),
+            None
+        );
+        assert!(matches!(
+            Job::from_event(&serde_json::json!({ "bridge_job": { "kind": "nope" } })),
+            Some(Err(_))
+        ));
+    }
+}
