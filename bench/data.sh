@@ -5,6 +5,9 @@
 #
 #   bench/data.sh [seconds=20] [connections=32]
 #
+# BRIDGE_BIN names the bridge binary to measure (default: target/release/bridge, built
+# here), so that two builds can be compared side by side.
+#
 # Needs wrk and a Postgres at $BENCH_DATABASE_URL (admin URL; default
 # postgres://postgres@127.0.0.1:5432/postgres). wrk, Bridge and both databases share the
 # machine's cores.
@@ -16,20 +19,21 @@ admin="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 db=bridge_bench_data
 demo=bridge_bench_demo
 
-cargo build --release --locked -p bridge >/dev/null
+bin="${BRIDGE_BIN:-target/release/bridge}"
+[ -n "${BRIDGE_BIN:-}" ] || cargo build --release --locked -p bridge >/dev/null
 psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 dir=$(mktemp -d)
 export DATABASE_URL="${admin%/*}/$db" BRIDGE_DATA_DIR="$dir" BRIDGE_DEV_JWT_SECRET="bench-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
-target/release/bridge demo-warehouse --database "$demo" > "$dir/demo.txt"
+"$bin" demo-warehouse --database "$demo" > "$dir/demo.txt"
 reader_url=$(grep -o 'postgres://bridge_demo_reader[^"]*' "$dir/demo.txt")
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-RUST_LOG="${RUST_LOG:-warn}" LOG_FORMAT=json target/release/bridge serve --port "$port" >"$dir/serve.log" 2>&1 &
+RUST_LOG="${RUST_LOG:-warn}" LOG_FORMAT=json "$bin" serve --port "$port" >"$dir/serve.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "DROP DATABASE IF EXISTS $demo WITH (FORCE)" -c "DROP ROLE IF EXISTS bridge_demo_reader"; rm -rf "$dir"' EXIT
 base="http://127.0.0.1:$port"
 until curl -sf "$base/ready" >/dev/null; do sleep 0.1; done
-token=$(target/release/bridge token --email bench@example.com)
+token=$("$bin" token --email bench@example.com)
 
 python3 - "$base" "$token" "$reader_url" <<'PY'
 import json, sys, time, urllib.request
@@ -42,7 +46,10 @@ def call(method, path, body=None, ctype="application/json"):
 team = call("POST", "/v1/teams", json.dumps({"name": "Bench"}))["id"]
 conn = call("POST", f"/v1/teams/{team}/connections", json.dumps({"name": "Demo", "warehouse_type": "postgres", "credentials": {"url": url}}))["id"]
 call("POST", f"/v1/connections/{conn}/validate")
-call("POST", f"/v1/connections/{conn}/scan")
+scan = call("POST", f"/v1/connections/{conn}/scan")
+while scan["status"] == "running":  # a job (202) since the scan became one; finished at once before
+    time.sleep(0.05)
+    scan = call("GET", f"/v1/connections/{conn}/scans/{scan['scan_id']}")
 yaml = open("bench/dashboard-10.yaml").read().replace("00000000-0000-4000-8000-000000000001", conn)
 call("POST", f"/v1/teams/{team}/dashboards", yaml, "application/yaml")
 for round in range(3):

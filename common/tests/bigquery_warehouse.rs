@@ -399,3 +399,52 @@ async fn access_checks_cover_jobs_datasets_and_tables() {
         "{checks:?}"
     );
 }
+
+#[tokio::test]
+async fn short_metadata_rows_are_errors_not_panics() {
+    // A proxy or an emulator answering INFORMATION_SCHEMA with fewer columns than asked for.
+    let stub = BigQueryStub::start().await;
+    let one_column = json!({ "fields": [{ "name": "column_name", "type": "STRING" }] });
+    stub.respond(
+        "INFORMATION_SCHEMA.COLUMNS WHERE table_name",
+        StubQuery::rows(
+            10,
+            one_column.clone(),
+            vec![json!({ "f": [{ "v": "region" }] })],
+        ),
+    );
+    stub.respond(
+        "INFORMATION_SCHEMA.TABLES",
+        StubQuery::rows(10, one_column, vec![json!({ "f": [{ "v": "orders" }] })]),
+    );
+    let bq = warehouse(&stub.base_url, &stub.token_url, "acme").await;
+    let e = bq.table_columns("sales", "orders").await.unwrap_err();
+    assert!(
+        matches!(e, WarehouseError::Unavailable(ref m) if m.contains("columns")),
+        "{e:?}"
+    );
+    let e = bq.list_tables("sales").await.unwrap_err();
+    assert!(matches!(e, WarehouseError::Unavailable(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_token_endpoint_is_an_outage_not_a_rejected_key() {
+    let stub = BigQueryStub::start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let token_url = format!("http://{}/token", closed.local_addr().unwrap());
+    drop(closed);
+    let bq = warehouse(&stub.base_url, &token_url, "acme").await;
+    let checks = bq.check_access().await;
+    assert_eq!(checks[0].name, "authenticate");
+    assert!(!checks[0].ok);
+    assert!(checks[0].transient(), "{checks:?}");
+    assert_eq!(checks[0].code.as_deref(), Some("warehouse_unavailable"));
+    // And a token endpoint that refuses the key is a rejection.
+    let refusing = warehouse(&stub.base_url, &format!("{}/nope", stub.base_url), "acme").await;
+    let checks = refusing.check_access().await;
+    assert!(!checks[0].ok && !checks[0].transient(), "{checks:?}");
+    assert_eq!(
+        checks[0].code.as_deref(),
+        Some("warehouse_credentials_rejected")
+    );
+}

@@ -182,6 +182,70 @@ async fn a_failed_validation_says_why_without_the_secret() {
 }
 
 #[tokio::test]
+async fn an_unreachable_warehouse_leaves_the_status_as_it_was() {
+    let app = app().await;
+    let wh = TestWarehouse::demo().await;
+    let (team, ada) = team(&app).await;
+    let c = create(&app, &ada, &team, postgres_body("Demo", &wh.reader_url)).await;
+    let id = c["id"].as_str().unwrap().to_owned();
+    let v = app
+        .post(&format!("/v1/connections/{id}/validate"))
+        .bearer(&ada)
+        .send()
+        .await
+        .json();
+    assert_eq!(
+        (v["status"].as_str(), v["outcome"].as_str()),
+        (Some("validated"), Some("validated"))
+    );
+
+    // The same credentials, a warehouse that does not answer (nothing listens on the port)
+    // or a host that does not resolve: nothing is known about the credentials.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for (name, url) in [
+        (
+            "closed",
+            format!(
+                "postgres://{}:{}@127.0.0.1:{port}/db",
+                wh.reader, wh.password
+            ),
+        ),
+        (
+            "nowhere",
+            format!(
+                "postgres://{}:{}@no-such-host.invalid/db",
+                wh.reader, wh.password
+            ),
+        ),
+    ] {
+        let c = create(&app, &ada, &team, postgres_body(name, &url)).await;
+        let id = c["id"].as_str().unwrap();
+        let v = app
+            .post(&format!("/v1/connections/{id}/validate"))
+            .bearer(&ada)
+            .send()
+            .await
+            .json();
+        assert_eq!(v["outcome"], "unreachable", "{name}: {v}");
+        assert_eq!(
+            v["status"], "pending_validation",
+            "{name}: the status is untouched"
+        );
+        assert_eq!(
+            v["checks"][0]["code"], "warehouse_unavailable",
+            "{name}: {v}"
+        );
+        let message = v["checks"][0]["message"].as_str().unwrap();
+        assert!(!message.contains("credentials"), "{name}: {message}");
+        assert!(!v.to_string().contains(&wh.password));
+    }
+}
+
+#[tokio::test]
 async fn connections_are_listed_newest_first_page_by_page() {
     let app = app().await;
     let (team, ada) = team(&app).await;

@@ -37,7 +37,9 @@ fn json(body: Vec<u8>) -> Response {
 
 /// The data of every query of the dashboard's current version (members). Parameters come as
 /// the query string (`?region=EMEA`), typed by the dashboard's `parameters`. One failing
-/// query yields an `error` for it alone.
+/// query yields an `error` for it alone (`result_too_large` past the result cap,
+/// `response_too_large` past the response budget). Values are JSON in column order;
+/// decimals (`NUMERIC`, `BIGNUMERIC`, Postgres `numeric`) are strings holding every digit.
 #[utoipa::path(get, path = "/v1/dashboards/{slug}/data", tag = "data",
     params(("slug" = String, Path)),
     responses(
