@@ -873,7 +873,13 @@ impl TestApp {
     /// Creates a team (admin `admin@example.com`) and a connection with `credentials`,
     /// validates and scans it. The app must mount the teams, connections and catalog routes.
     pub async fn workspace(&self, kind: &str, credentials: Value) -> Workspace {
-        let token = self.token("admin@example.com");
+        self.workspace_of("admin@example.com", kind, credentials)
+            .await
+    }
+
+    /// Like [`workspace`](Self::workspace), with `email` as the team's admin.
+    pub async fn workspace_of(&self, email: &str, kind: &str, credentials: Value) -> Workspace {
+        let token = self.token(email);
         let team = self
             .post("/v1/teams")
             .bearer(&token)

@@ -18,36 +18,8 @@ fn routes() -> utoipa_axum::router::OpenApiRouter<common::AppState> {
 
 /// A team of `email`'s with a validated, scanned connection to `wh`.
 async fn team(app: &TestApp, email: &str, wh: &TestWarehouse) -> Workspace {
-    let token = app.token(email);
-    let team = app
-        .post("/v1/teams")
-        .bearer(&token)
-        .json(&json!({ "name": format!("Team of {email}") }))
-        .send()
-        .await;
-    team.assert_status(201);
-    let team = team.json()["id"].as_str().unwrap().to_owned();
-    let c = app
-        .post(&format!("/v1/teams/{team}/connections"))
-        .bearer(&token)
-        .json(&json!({ "name": "Warehouse", "warehouse_type": "postgres", "credentials": { "url": wh.reader_url } }))
-        .send()
-        .await;
-    c.assert_status(201);
-    let connection = c.json()["id"].as_str().unwrap().to_owned();
-    let v = app
-        .post(&format!("/v1/connections/{connection}/validate"))
-        .bearer(&token)
-        .send()
+    app.workspace_of(email, "postgres", json!({ "url": wh.reader_url }))
         .await
-        .json();
-    assert_eq!(v["status"], "validated", "{v}");
-    app.scan(&connection, &token).await;
-    Workspace {
-        team,
-        connection,
-        token,
-    }
 }
 
 fn dashboard(slug: &str, connection: &str, sql: &str) -> String {
