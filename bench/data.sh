@@ -47,8 +47,19 @@ for round in range(3):
 call("GET", "/v1/dashboards/bench-ten/data")
 PY
 echo "cached: wrk -t2 -c$conns -d${secs}s GET /v1/dashboards/bench-ten/data"
-wrk -t2 -c"$conns" -d"${secs}s" --latency -H "Authorization: Bearer $token" "$base/v1/dashboards/bench-ten/data" \
-  | grep -E "Requests/sec|Latency |50%|90%|99%|requests in|Non-2xx|Transfer"
+cpu() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
+cpu_before=$(cpu)
+# BENCH_PERF=<file>: also record the server's profile during the run (perf, software clock).
+[ -z "${BENCH_PERF:-}" ] || perf record -q -F 499 -g -p "$pid" -o "$BENCH_PERF" -- sleep "$secs" 2>/dev/null &
+wrk -t2 -c"$conns" -d"${secs}s" --latency -H "Authorization: Bearer $token" "$base/v1/dashboards/bench-ten/data" > "$dir/wrk.txt"
+cpu_after=$(cpu)
+grep -E "Requests/sec|Latency |50%|90%|99%|requests in|Non-2xx|Transfer" "$dir/wrk.txt"
+# The server's own CPU time per request (user + system, from /proc): steadier than req/s on
+# a shared machine, since waiting for a core costs no CPU time.
+requests=$(awk '/requests in/ { print $1 }' "$dir/wrk.txt")
+ticks=$(getconf CLK_TCK)
+awk -v a="$cpu_before" -v b="$cpu_after" -v n="$requests" -v t="$ticks" \
+  'BEGIN { printf "server CPU per request: %.1f us (%d requests)\n", (b - a) / t * 1e6 / n, n }'
 if [ -n "${BENCH_SERVER_LATENCY:-}" ]; then
   # With RUST_LOG=info, Bridge logs each request's own latency: its percentiles, apart from
   # the time requests spend queued in the kernel or waiting for a core.

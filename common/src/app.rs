@@ -136,7 +136,6 @@ impl AppState {
                 .weigher(|_, v: &Arc<crate::catalog::CachedColumns>| v.weight())
                 .max_capacity(COLUMN_CACHE_BYTES)
                 .time_to_live(Duration::from_secs(3600))
-                .support_invalidation_closures()
                 .build(),
             function,
         })))
@@ -179,132 +178,149 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiError> 
     }
 }
 
-/// A request's deadline, in its extensions: routes that wait on a warehouse move it later
-/// ([`allow_warehouse_time`]); streams lift it.
-#[derive(Clone, Debug)]
-pub struct Deadline {
-    at: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
-    /// What a route that waits on a warehouse gets instead.
+/// A request's deadline and what a route that waits on a warehouse may have instead.
+#[derive(Clone, Copy, Debug)]
+struct Deadline {
+    at: Option<tokio::time::Instant>,
     warehouse: Duration,
 }
 
-impl Deadline {
-    /// Gives the request until `from_now` from now (never shortens it).
-    pub fn extend(&self, from_now: Duration) {
-        let mut at = self.at.lock().unwrap_or_else(|p| p.into_inner());
-        let wanted = tokio::time::Instant::now() + from_now;
-        if let Some(current) = *at
-            && current < wanted
-        {
-            *at = Some(wanted);
-        }
-    }
-
-    /// No deadline at all (a stream bounds itself).
-    pub fn lift(&self) {
-        *self.at.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-
-    fn at(&self) -> Option<tokio::time::Instant> {
-        *self.at.lock().unwrap_or_else(|p| p.into_inner())
-    }
+tokio::task_local! {
+    /// The deadline of the request this task serves (axum polls a request's handler in its
+    /// connection's task), so that a route can move it without a lock or an allocation.
+    static DEADLINE: std::cell::Cell<Deadline>;
 }
 
-/// Every request ends by its deadline (`REQUEST_TIMEOUT_MS`): past it, 503 with
-/// `Retry-After`, whatever it was waiting on (a stalled database answers nothing, and a
-/// server-side `statement_timeout` cannot fire on a server that does not run).
-async fn deadline(
+/// Gives the current request until `from_now` from now (never sooner than it had).
+pub fn extend_deadline(from_now: Duration) {
+    let _ = DEADLINE.try_with(|d| {
+        let mut deadline = d.get();
+        let wanted = tokio::time::Instant::now() + from_now;
+        if let Some(current) = deadline.at
+            && current < wanted
+        {
+            deadline.at = Some(wanted);
+            d.set(deadline);
+        }
+    });
+}
+
+/// Lifts the current request's deadline (a stream bounds itself).
+pub fn lift_deadline() {
+    let _ = DEADLINE.try_with(|d| {
+        let mut deadline = d.get();
+        deadline.at = None;
+        d.set(deadline);
+    });
+}
+
+/// Before every handler: refuses input no route can take (see
+/// [`refuse_control_characters`]), then runs the request under its deadline
+/// (`REQUEST_TIMEOUT_MS`): past it, 503 with `Retry-After`, whatever it was waiting on (a
+/// stalled database answers nothing, and a server-side `statement_timeout` cannot fire on a
+/// server that does not run).
+async fn guard_request(
     State(state): State<AppState>,
-    mut req: axum::extract::Request,
+    req: axum::extract::Request,
     next: middleware::Next,
 ) -> Response {
+    if let Some(refusal) = refuse_control_characters(&req) {
+        return refusal;
+    }
     let limit = state.settings.request_timeout;
-    let handle = Deadline {
-        at: Arc::new(std::sync::Mutex::new(Some(
-            tokio::time::Instant::now() + limit,
-        ))),
+    let deadline = Deadline {
+        at: Some(tokio::time::Instant::now() + limit),
         warehouse: state.settings.warehouse.query_timeout + limit,
     };
-    req.extensions_mut().insert(handle.clone());
-    let run = next.run(req);
-    tokio::pin!(run);
-    loop {
-        let Some(at) = handle.at() else {
-            return run.await;
-        };
-        tokio::select! {
-            response = &mut run => return response,
-            () = tokio::time::sleep_until(at) => {
-                if handle.at().is_some_and(|now| now <= tokio::time::Instant::now()) {
-                    return ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "timeout",
-                        "the request did not finish in time; retry shortly",
-                    )
-                    .into_response();
+    DEADLINE
+        .scope(std::cell::Cell::new(deadline), async move {
+            let run = next.run(req);
+            tokio::pin!(run);
+            loop {
+                let Some(at) = DEADLINE.with(|d| d.get().at) else {
+                    return run.await;
+                };
+                tokio::select! {
+                    response = &mut run => return response,
+                    () = tokio::time::sleep_until(at) => {
+                        let now = tokio::time::Instant::now();
+                        if DEADLINE.with(|d| d.get().at).is_some_and(|at| at <= now) {
+                            return ApiError::new(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "timeout",
+                                "the request did not finish in time; retry shortly",
+                            )
+                            .into_response();
+                        }
+                    }
                 }
             }
-        }
-    }
+        })
+        .await
 }
 
 /// Route layer (`middleware::from_fn(allow_warehouse_time)`) for routes that wait on a
 /// warehouse: their deadline is the warehouse's query timeout plus `REQUEST_TIMEOUT_MS`.
 pub async fn allow_warehouse_time(req: axum::extract::Request, next: middleware::Next) -> Response {
-    if let Some(d) = req.extensions().get::<Deadline>() {
-        d.extend(d.warehouse);
+    if let Ok(warehouse) = DEADLINE.try_with(|d| d.get().warehouse) {
+        extend_deadline(warehouse);
     }
     next.run(req).await
 }
 
-/// Refuses, before any handler, a path holding a control character or a query string
-/// holding a NUL once percent-decoded: no id or slug has one, and no Postgres text column
-/// can store a NUL.
-async fn refuse_control_characters(
-    req: axum::extract::Request,
-    next: middleware::Next,
-) -> Response {
-    let path = req.uri().path();
-    let decoded = percent_decoded(path);
-    if decoded.iter().any(|b| b.is_ascii_control()) {
-        return ApiError::invalid_field(
-            "path",
-            "must not contain control characters (such as %00)",
-        )
-        .into_response();
+/// A path holding a control character, or a query string holding a NUL, once
+/// percent-decoded: no id or slug has one, and no Postgres text column can store a NUL.
+fn refuse_control_characters(req: &axum::extract::Request) -> Option<Response> {
+    if has_control_character(req.uri().path().as_bytes()) {
+        return Some(
+            ApiError::invalid_field("path", "must not contain control characters (such as %00)")
+                .into_response(),
+        );
     }
     if let Some(query) = req.uri().query()
-        && percent_decoded(query).contains(&0)
+        && has_encoded_nul(query.as_bytes())
     {
         let field = form_urlencoded::parse(query.as_bytes())
             .find(|(k, v)| k.contains('\0') || v.contains('\0'))
             .map(|(k, _)| k.replace('\0', "\\0"))
             .unwrap_or_else(|| "query".to_owned());
-        return ApiError::invalid_field(field, "must not contain a NUL character (%00)")
-            .into_response();
+        return Some(
+            ApiError::invalid_field(field, "must not contain a NUL character (%00)")
+                .into_response(),
+        );
     }
-    next.run(req).await
+    None
 }
 
-fn percent_decoded(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
+/// Does the percent-encoded `s` decode to a control character? (No allocation: this runs on
+/// every request.)
+fn has_control_character(s: &[u8]) -> bool {
+    let hex = |b: u8| char::from(b).to_digit(16);
     let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                b.get(i + 1).and_then(|c| char::from(*c).to_digit(16)),
-                b.get(i + 2).and_then(|c| char::from(*c).to_digit(16)),
-            )
-        {
-            out.push(u8::try_from(h * 16 + l).unwrap_or(0));
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
+    while i < s.len() {
+        let byte = match (
+            s[i],
+            s.get(i + 1).copied().and_then(hex),
+            s.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                i += 3;
+                u8::try_from(h * 16 + l).unwrap_or(0)
+            }
+            (b, _, _) => {
+                i += 1;
+                b
+            }
+        };
+        if byte.is_ascii_control() {
+            return true;
         }
     }
-    out
+    false
+}
+
+fn has_encoded_nul(s: &[u8]) -> bool {
+    s.windows(3).any(|w| w == b"%00")
 }
 
 async fn not_found() -> ApiError {
@@ -373,13 +389,12 @@ pub fn build(routes: OpenApiRouter<AppState>, state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(refuse_control_characters))
         .layer(CatchPanicLayer::custom(panic_response));
     if let Some(cors) = cors(&state.settings) {
         router = router.layer(cors);
     }
     router
-        .layer(middleware::from_fn_with_state(state.clone(), deadline))
+        .layer(middleware::from_fn_with_state(state.clone(), guard_request))
         .layer(middleware::from_fn(telemetry::correlate))
         .with_state(state)
 }

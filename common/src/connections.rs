@@ -362,10 +362,9 @@ impl Warehouses {
             })
     }
 
+    /// Drops the connection's opened warehouses (validation reconnects; deletion ends them).
     pub async fn forget(&self, connection_id: Uuid) {
-        let _ = self
-            .cache
-            .invalidate_entries_if(move |(id, _), _| *id == connection_id);
+        crate::caches::invalidate_where(&self.cache, |(id, _), _| *id == connection_id).await;
     }
 }
 

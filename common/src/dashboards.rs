@@ -374,7 +374,7 @@ pub async fn delete(state: &AppState, dashboard: &Dashboard) -> ApiResult<()> {
     }
     tx.commit().await?;
     drop(client);
-    state.serving.forget_dashboard(dashboard.id);
+    state.serving.forget_dashboard(dashboard.id).await;
     for key in &yaml_keys {
         if let Err(e) = state.buckets.dashboards.delete(key).await {
             tracing::error!(error = %e, key, "orphaned dashboard YAML");

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod auth;
 pub mod blob;
+pub mod caches;
 pub mod catalog;
 pub mod connections;
 pub mod crypto;

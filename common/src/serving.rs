@@ -57,6 +57,27 @@ pub struct Plan {
     pub dialect: Dialect,
     pub spec: DashboardSpec,
     pub queries: Vec<CompiledQuery>,
+    /// Per query, a digest of what makes its results and does not change with a request:
+    /// the dashboard's id, team and connection, the version, the query's id and compiled
+    /// SQL. A request's key adds the bound values and the limits ([`cache_key`]).
+    identities: Vec<[u8; 32]>,
+}
+
+/// The request-independent part of a query's cache identity.
+fn identity(dashboard: &Dashboard, query: &CompiledQuery) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(b"bridge-result-v1\0");
+    ctx.update(dashboard.id.as_bytes());
+    ctx.update(dashboard.team_id.as_bytes());
+    ctx.update(dashboard.connection_id.as_bytes());
+    ctx.update(&dashboard.version.to_le_bytes());
+    for part in [&query.id, &query.sql, &query.hash] {
+        ctx.update(&(part.len() as u64).to_le_bytes());
+        ctx.update(part.as_bytes());
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 /// One query's result, as cached.
@@ -107,7 +128,6 @@ impl Serving {
                 })
                 .max_capacity(PLAN_CACHE_BYTES)
                 .time_to_idle(Duration::from_secs(3600))
-                .support_invalidation_closures()
                 .build(),
             results: moka::future::Cache::builder()
                 .weigher(|k: &String, v: &Arc<CachedResult>| {
@@ -115,7 +135,6 @@ impl Serving {
                 })
                 .max_capacity(result_bytes)
                 .expire_after(UntilExpiry)
-                .support_invalidation_closures()
                 .build(),
             hits: Mutex::new((HashMap::new(), Instant::now())),
         }
@@ -134,13 +153,9 @@ impl Serving {
     }
 
     /// Drops a deleted dashboard's plans and results from this process's memory.
-    pub fn forget_dashboard(&self, dashboard_id: Uuid) {
-        let _ = self
-            .plans
-            .invalidate_entries_if(move |(id, _), _| *id == dashboard_id);
-        let _ = self
-            .results
-            .invalidate_entries_if(move |_, r| r.dashboard_id == dashboard_id);
+    pub async fn forget_dashboard(&self, dashboard_id: Uuid) {
+        crate::caches::invalidate_where(&self.plans, |(id, _), _| *id == dashboard_id).await;
+        crate::caches::invalidate_where(&self.results, |_, r| r.dashboard_id == dashboard_id).await;
     }
 
     /// Bytes the in-process result cache holds now (after pending evictions).
@@ -214,6 +229,7 @@ pub async fn plan(state: &AppState, dashboard: &Dashboard) -> ApiResult<Arc<Plan
                     parsed.errors
                 )));
             }
+            let identities = queries.iter().map(|q| identity(dashboard, q)).collect();
             Ok::<_, ApiError>(Arc::new(Plan {
                 dashboard_id: dashboard.id,
                 yaml_bytes: yaml.len(),
@@ -221,6 +237,7 @@ pub async fn plan(state: &AppState, dashboard: &Dashboard) -> ApiResult<Arc<Plan
                 dialect,
                 spec,
                 queries,
+                identities,
             }))
         })
         .await
@@ -351,30 +368,43 @@ impl Outcome {
 }
 
 /// The key of one query's result: `dash:{slug}:q:{hash}:v:{version}`, where the hash covers
-/// everything that makes the result (see the module's documentation). The slug and version
+/// everything that makes the result (see the module's documentation): the plan's identity of
+/// the query, the bound values (names, types and values) and the limits. The slug and version
 /// are there for people reading the index; the hash alone tells entries apart.
 fn cache_key(
     dashboard: &Dashboard,
-    query: &CompiledQuery,
+    identity: &[u8; 32],
     params: &[Param],
     limits: &Limits,
 ) -> String {
-    let bound: Vec<(&str, &ParamValue)> =
-        params.iter().map(|p| (p.name.as_str(), &p.value)).collect();
-    let material = serde_json::json!({
-        "dashboard": dashboard.id,
-        "team": dashboard.team_id,
-        "connection": dashboard.connection_id,
-        "version": dashboard.version,
-        "query": query.id,
-        "sql": query.sql,
-        "hash": query.hash,
-        "params": bound,
-        "max_rows": limits.max_rows,
-        "max_result_bytes": limits.max_result_bytes,
-    });
-    let hash = crate::crypto::sha256_hex(material.to_string().as_bytes());
-    format!("dash:{}:q:{hash}:v:{}", dashboard.slug, dashboard.version)
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(identity);
+    ctx.update(&(limits.max_rows as u64).to_le_bytes());
+    ctx.update(&(limits.max_result_bytes as u64).to_le_bytes());
+    for p in params {
+        ctx.update(&(p.name.len() as u64).to_le_bytes());
+        ctx.update(p.name.as_bytes());
+        let value = match &p.value {
+            ParamValue::Bool(b) => vec![b'b', u8::from(*b)],
+            ParamValue::Int(i) => [&[b'i'][..], &i.to_le_bytes()].concat(),
+            ParamValue::Float(f) => [&[b'f'][..], &f.to_bits().to_le_bytes()].concat(),
+            ParamValue::String(s) => {
+                [&[b's'][..], &(s.len() as u64).to_le_bytes(), s.as_bytes()].concat()
+            }
+            ParamValue::Date(d) => [&[b'd'][..], &d.to_julian_day().to_le_bytes()].concat(),
+            ParamValue::Timestamp(t) => {
+                [&[b't'][..], &t.unix_timestamp_nanos().to_le_bytes()].concat()
+            }
+        };
+        ctx.update(&value);
+    }
+    let digest = ctx.finish();
+    format!(
+        "dash:{}:q:{}:v:{}",
+        dashboard.slug,
+        crate::crypto::hex(&digest.as_ref()[..16]),
+        dashboard.version
+    )
 }
 
 fn blob_key(dashboard_id: Uuid, version: i32, query_id: &str, key: &str) -> String {
@@ -610,7 +640,7 @@ async fn answer(
         }
     }
     let limits = limits(&state, &dashboard);
-    let key = cache_key(&dashboard, query, &params, &limits);
+    let key = cache_key(&dashboard, &plan.identities[index], &params, &limits);
     if let Some(result) = state.serving.results.get(&key).await {
         state.serving.count_hit(&state, &key);
         return (

@@ -306,9 +306,7 @@ async fn delete_connection(
     // Other processes can no longer reach these entries (the tables are gone, and the key
     // names the connection); this one drops them now.
     let prefix = format!("catalog/columns/{id}/");
-    let _ = state
-        .column_cache
-        .invalidate_entries_if(move |key, _| key.starts_with(&prefix));
+    common::caches::invalidate_where(&state.column_cache, |key, _| key.starts_with(&prefix)).await;
     tracing::info!(connection_id = %id, "connection deleted");
     Ok(StatusCode::NO_CONTENT)
 }

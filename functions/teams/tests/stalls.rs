@@ -126,3 +126,24 @@ async fn a_stalled_database_answers_503_with_retry_after_by_the_deadline() {
     }
     assert!(recovered, "answers again once the database does");
 }
+
+#[tokio::test]
+async fn routes_that_wait_on_a_warehouse_get_its_time_and_others_do_not() {
+    use axum::routing::get;
+    async fn slow() -> &'static str {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        "done"
+    }
+    let routes = utoipa_axum::router::OpenApiRouter::new()
+        .route("/warehouse-bound", get(slow))
+        .route_layer(axum::middleware::from_fn(common::app::allow_warehouse_time))
+        .route("/database-bound", get(slow));
+    let app = TestApp::spawn_with(routes, &[("REQUEST_TIMEOUT_MS", "200")]).await;
+    app.get("/warehouse-bound").send().await.assert_status(200);
+    let p = app
+        .get("/database-bound")
+        .send()
+        .await
+        .assert_problem(503, "timeout");
+    assert!(p["detail"].as_str().unwrap().contains("retry"));
+}
