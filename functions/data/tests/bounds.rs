@@ -225,3 +225,29 @@ async fn results_are_bounded_per_query_and_per_response() {
     );
     assert_eq!(body["queries"]["small"]["rows"][0][0], json!(8000));
 }
+
+#[tokio::test]
+async fn the_in_process_result_cache_stays_within_its_byte_budget() {
+    // ~55 KB per medium query, a 100 KB budget: both cannot stay.
+    let app = TestApp::spawn_with(
+        routes(),
+        &[
+            ("WAREHOUSE_MAX_RESULT_BYTES", "65536"),
+            ("RESULT_CACHE_BYTES", "100000"),
+        ],
+    )
+    .await;
+    let wh = TestWarehouse::demo().await;
+    let a = team(&app, "ada@example.com", &wh).await;
+    create(&app, &a, &sized(&a.connection)).await;
+    for query in ["small", "medium_a", "medium_b", "small"] {
+        app.get(&format!("/v1/dashboards/sized/query/{query}/data"))
+            .bearer(&a.token)
+            .send()
+            .await
+            .assert_status(200);
+    }
+    let held = app.state.serving.result_bytes().await;
+    assert!(held <= 100_000, "{held} bytes held");
+    assert!(held > 0);
+}
