@@ -10,18 +10,13 @@
 use std::{process::ExitCode, time::Duration};
 
 use anyhow::Context;
+use base::domain::Email;
 use clap::{Parser, Subcommand};
-use common::{
-    app::{self, AppState},
-    auth::mint_dev_token,
-    db,
-    domain::Email,
-    localpg::LocalPostgres,
-    runtime,
-    settings::{LogFormat, Settings},
-    telemetry,
-};
+use edge::{app, auth::mint_dev_token, runtime, telemetry};
 use secrecy::SecretString;
+use services::AppState;
+use settings::{LogFormat, Settings};
+use storage::{db, localpg::LocalPostgres};
 use utoipa_axum::router::OpenApiRouter;
 
 #[derive(Parser)]
@@ -165,8 +160,8 @@ async fn serve(
     let port = port.unwrap_or(settings.port);
     let (settings, pg) = with_database(settings).await?;
     let result = async {
-        let state = AppState::new(settings, "bridge").await?;
-        let applied = db::migrate(&state.db).await?;
+        let state = AppState::from_settings(settings, "bridge").await?;
+        let applied = db::migrate(&state.edge.db).await?;
         if !applied.is_empty() {
             println!("Applied migrations: {}", applied.join(", "));
         }
@@ -234,7 +229,7 @@ async fn demo_warehouse(settings: Settings, database: &str) -> anyhow::Result<()
     let (settings, pg) = with_database(settings).await?;
     let result = async {
         let url = settings.database_url().context("no database")?;
-        let mut server = common::db_tls::parse(url).map_err(|m| anyhow::anyhow!("DATABASE_URL {m}"))?;
+        let mut server = storage::db_tls::parse(url).map_err(|m| anyhow::anyhow!("DATABASE_URL {m}"))?;
         let admin = db::pool(url, settings.database_ca_file.as_deref(), one_connection(settings.database_timeout))?;
         let client = admin.get().await.context("connecting")?;
         let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database]).await?.is_some();
@@ -251,7 +246,7 @@ async fn demo_warehouse(settings: Settings, database: &str) -> anyhow::Result<()
         } else {
             println!("The demo warehouse is already in database `{database}`");
         }
-        let password = common::crypto::random_token(18);
+        let password = base::crypto::random_token(18);
         let role_exists = client.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&DEMO_READER]).await?.is_some();
         let verb = if role_exists { "ALTER" } else { "CREATE" };
         client.batch_execute(&format!("{verb} ROLE {DEMO_READER} LOGIN PASSWORD '{password}'")).await?;
@@ -284,9 +279,9 @@ async fn demo_warehouse(settings: Settings, database: &str) -> anyhow::Result<()
 async fn precompute(settings: Settings) -> anyhow::Result<()> {
     let (settings, pg) = with_database(settings).await?;
     let result = async {
-        let state = AppState::new(settings, "bridge").await?;
-        db::migrate(&state.db).await?;
-        let report = common::serving::warm_due(&state)
+        let state = AppState::from_settings(settings, "bridge").await?;
+        db::migrate(&state.edge.db).await?;
+        let report = services::serving::warm_due(&state)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         for d in &report.dashboards {

@@ -9,8 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::testing::{TempDir, TestDb};
 use serde_json::json;
+use testkit::{TempDir, TestDb};
 
 fn bridge(data_dir: &TempDir) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bridge"));

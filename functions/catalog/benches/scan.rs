@@ -8,11 +8,11 @@
 
 use std::time::Instant;
 
-use common::testing::{
-    TestApp, TestDb, service_account_key,
-    stubs::bigquery::{BigQueryStub, StubQuery, information_schema_tables},
-};
 use serde_json::{Value, json};
+use testkit::{
+    TestApp, TestDb, service_account_key, stubs::bigquery::BigQueryStub,
+    stubs::bigquery::StubQuery, stubs::bigquery::information_schema_tables,
+};
 
 const DATASETS: usize = 100;
 const TABLES: usize = 100;

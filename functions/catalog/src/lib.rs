@@ -1,22 +1,22 @@
 //! The catalog function: scan a connection's warehouse into Postgres (editors), browse
 //! datasets and tables, and read a table's columns live (members). The work is in
-//! `common::catalog`, which the chat agent's tools share.
+//! `services::catalog`, which the chat agent's tools share.
 
 use axum::{
     extract::State,
     http::{StatusCode, header},
     response::IntoResponse,
 };
-use common::{
-    ApiResult, AppState, CurrentUser,
-    catalog::{self, Dataset, NameCursor, ScanRun, Table, TableSchema},
-    connections,
-    domain::Role,
-    error::Problem,
-    extract::{Json, Path, Query},
+use base::domain::Role;
+use edge::{
+    ApiResult, CurrentUser, error::Problem, extract::Json, extract::Path, extract::Query,
     pagination::PageQuery,
 };
 use serde::Serialize;
+use services::{
+    AppState, catalog, catalog::Dataset, catalog::NameCursor, catalog::ScanRun, catalog::Table,
+    catalog::TableSchema, connections,
+};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -25,7 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(scan))
         .routes(routes!(table_columns))
-        .route_layer(axum::middleware::from_fn(common::app::allow_warehouse_time))
+        .route_layer(axum::middleware::from_fn(edge::app::allow_warehouse_time))
         .routes(routes!(scan_status))
         .routes(routes!(list_datasets))
         .routes(routes!(list_tables))
@@ -48,7 +48,7 @@ async fn scan(
     Path(id): Path<Uuid>,
 ) -> ApiResult<impl IntoResponse> {
     let (connection, _) = {
-        let client = state.db.get().await?;
+        let client = state.edge.db.get().await?;
         connections::load(&client, id, &user, Role::Editor).await?
     };
     let run = catalog::start_scan(&state, &connection, &user).await?;
@@ -65,8 +65,8 @@ pub async fn on_event(
     state: AppState,
     event: serde_json::Value,
 ) -> Result<serde_json::Value, String> {
-    match common::jobs::Job::from_event(&event) {
-        Some(Ok(job)) => common::jobs::run(&state, job)
+    match services::jobs::Job::from_event(&event) {
+        Some(Ok(job)) => services::jobs::run(&state, job)
             .await
             .map_err(|e| format!("{e:#}")),
         Some(Err(e)) => Err(e),
@@ -90,12 +90,12 @@ async fn scan_status(
     Path((id, scan_id)): Path<(Uuid, Uuid)>,
 ) -> ApiResult<Json<ScanRun>> {
     {
-        let client = state.db.get().await?;
+        let client = state.edge.db.get().await?;
         connections::load(&client, id, &user, Role::Viewer).await?;
     }
     // Whoever looks finds a scan whose worker died already handed on, or failed.
     catalog::reap(&state, Some(id)).await?;
-    let client = state.db.get().await?;
+    let client = state.edge.db.get().await?;
     Ok(Json(catalog::scan_run(&client, id, scan_id).await?))
 }
 
@@ -119,7 +119,7 @@ async fn list_datasets(
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<DatasetList>> {
     let page = page.parse::<NameCursor>()?;
-    let client = state.db.get().await?;
+    let client = state.edge.db.get().await?;
     connections::load(&client, id, &user, Role::Viewer).await?;
     let (datasets, next_cursor) = catalog::list_datasets(&client, id, &page).await?;
     Ok(Json(DatasetList {
@@ -148,7 +148,7 @@ async fn list_tables(
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<TableList>> {
     let page = page.parse::<NameCursor>()?;
-    let client = state.db.get().await?;
+    let client = state.edge.db.get().await?;
     catalog::load_dataset(&client, id, &user, Role::Viewer).await?;
     let (tables, next_cursor) = catalog::list_tables(&client, id, &page).await?;
     Ok(Json(TableList {

@@ -3,5 +3,5 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    common::app::run_function_with_events("catalog", catalog::router, catalog::on_event).await
+    services::run_function_with_events("catalog", catalog::router, catalog::on_event).await
 }

@@ -4,13 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use common::testing::{
-    TestApp, TestWarehouse, emulators, service_account_key,
-    stubs::bigquery::{BigQueryStub, StubQuery, information_schema_tables as tables_answer},
-};
 use serde_json::{Value, json};
+use testkit::{
+    TestApp, TestWarehouse, emulators, service_account_key, stubs::bigquery::BigQueryStub,
+    stubs::bigquery::StubQuery, stubs::bigquery::information_schema_tables as tables_answer,
+};
 
-fn routes() -> utoipa_axum::router::OpenApiRouter<common::AppState> {
+fn routes() -> utoipa_axum::router::OpenApiRouter<services::AppState> {
     teams::router()
         .merge(connections::router())
         .merge(catalog::router())
@@ -356,10 +356,10 @@ async fn a_worker_that_lost_its_scan_stops_and_writes_nothing() {
     .unwrap();
     let scan_id: uuid::Uuid = "0190d1c6-0000-7000-8000-00000000000d".parse().unwrap();
     // Another worker's id: not this scan's.
-    let outcome = common::catalog::run_scan(&f.app.state, scan_id, uuid::Uuid::new_v4())
+    let outcome = services::catalog::run_scan(&f.app.state, scan_id, uuid::Uuid::new_v4())
         .await
         .unwrap();
-    assert_eq!(outcome, common::catalog::ScanOutcome::NotOurs);
+    assert_eq!(outcome, services::catalog::ScanOutcome::NotOurs);
     let datasets: i64 = db
         .query_one("SELECT count(*) FROM datasets", &[])
         .await
@@ -368,10 +368,10 @@ async fn a_worker_that_lost_its_scan_stops_and_writes_nothing() {
     assert_eq!(datasets, 0);
     // Its own worker runs it.
     let worker: uuid::Uuid = "0190d1c6-0000-7000-8000-0000000000ff".parse().unwrap();
-    let outcome = common::catalog::run_scan(&f.app.state, scan_id, worker)
+    let outcome = services::catalog::run_scan(&f.app.state, scan_id, worker)
         .await
         .unwrap();
-    assert_eq!(outcome, common::catalog::ScanOutcome::Finished);
+    assert_eq!(outcome, services::catalog::ScanOutcome::Finished);
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The Lambda path: every event in `events/catalog/` through the Lambda entry point, in
 //! order, ids filled in from the answers before them: API Gateway requests through
 //! `lambda_http`'s adapter, and the scan job the function hands itself (`bridge_job`)
-//! through `common::runtime::dispatch` with the function's own event handler.
+//! through `edge::runtime::dispatch` with the function's own event handler.
 //!
 //! And the hand-off itself: with `JOBS_RUNNER=lambda` a scan is started by an asynchronous
 //! invocation of the function through the Lambda REST API (`POST /2015-03-31/functions/
@@ -24,13 +24,10 @@ use axum::{
     http::{HeaderMap, StatusCode},
     routing::post,
 };
-use common::{
-    AppState,
-    jobs::{LambdaInvoker, Runner},
-    settings::Settings,
-    testing::{TestApp, TestWarehouse, assert_lambda_response, event_files, lambda_invoke},
-};
 use serde_json::{Value, json};
+use services::{AppState, jobs::LambdaInvoker, jobs::Runner};
+use settings::Settings;
+use testkit::{TestApp, TestWarehouse, assert_lambda_response, event_files, lambda_invoke};
 
 const EXPECTED: &[(&str, u16)] = &[
     ("scan-unauthenticated", 401),
@@ -77,7 +74,7 @@ async fn connected(app: &TestApp, wh: &TestWarehouse) -> (String, String) {
 /// A job event through the function's Lambda entry point, as the runtime hands it over.
 async fn run_job_event(app: &TestApp, event: Value) -> Value {
     let state = app.state.clone();
-    common::runtime::dispatch(
+    edge::runtime::dispatch(
         app.router.clone(),
         move |e| catalog::on_event(state.clone(), e),
         lambda_http::LambdaEvent::new(event, lambda_http::Context::default()),
@@ -204,22 +201,25 @@ async fn on_lambda_a_scan_is_handed_to_an_asynchronous_invocation() {
     env.insert("JOBS_LAMBDA_FUNCTION".into(), "bridge-catalog".into());
     env.insert("JOBS_LAMBDA_ENDPOINT".into(), endpoint.clone());
     let settings = Settings::from_lookup(|k| env.get(k).cloned()).unwrap();
-    let key_id = format!("AKIA{}", common::crypto::random_token(8).to_uppercase());
+    let key_id = format!("AKIA{}", base::crypto::random_token(8).to_uppercase());
     let invoker = LambdaInvoker::with_credentials(
         "bridge-catalog".into(),
         "eu-west-1".into(),
         endpoint,
         aws_credential_types::Credentials::new(
             &key_id,
-            common::crypto::random_token(30),
+            base::crypto::random_token(30),
             None,
             None,
             "test",
         ),
     );
-    let state = AppState::with_jobs(settings, "catalog", Some(Runner::Lambda(invoker)))
-        .await
-        .unwrap();
+    let state = AppState::with_jobs(
+        edge::Edge::new(settings, "catalog").unwrap(),
+        Some(Runner::Lambda(invoker)),
+    )
+    .await
+    .unwrap();
     let app = base.with_state(routes(), state);
     let (token, connection) = connected(&app, &wh).await;
 

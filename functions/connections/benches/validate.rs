@@ -7,11 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use common::testing::{
-    TestApp, TestWarehouse, emulators, service_account_key,
-    stubs::bigquery::{BigQueryStub, StubQuery},
-};
 use serde_json::{Value, json};
+use testkit::{
+    TestApp, TestWarehouse, emulators, service_account_key, stubs::bigquery::BigQueryStub,
+    stubs::bigquery::StubQuery,
+};
 
 async fn time_validate(what: &str, app: &TestApp, credentials: Value, kind: &str) {
     let ada = app.token("ada@example.com");

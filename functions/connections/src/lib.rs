@@ -14,15 +14,15 @@ use axum::{
     http::{StatusCode, header},
     response::IntoResponse,
 };
-use common::{
-    ApiError, ApiResult, AppState, CurrentUser,
-    connections::{self, CONNECTION_COLUMNS, Connection, ConnectionStatus},
-    domain::Role,
-    error::Problem,
-    extract::{Json, Path, Query},
-    pagination::PageQuery,
-    tenancy::require_team_role,
-    warehouse::AccessCheck,
+use base::domain::Role;
+use edge::{
+    ApiError, ApiResult, CurrentUser, error::Problem, extract::Json, extract::Path, extract::Query,
+    pagination::PageQuery, tenancy::require_team_role,
+};
+use platform::warehouse::AccessCheck;
+use services::{
+    AppState, connections, connections::CONNECTION_COLUMNS, connections::Connection,
+    connections::ConnectionStatus,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -35,7 +35,7 @@ const VALIDATION_TIMEOUT: Duration = Duration::from_secs(25);
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(validate_connection))
-        .route_layer(axum::middleware::from_fn(common::app::allow_warehouse_time))
+        .route_layer(axum::middleware::from_fn(edge::app::allow_warehouse_time))
         .routes(routes!(create_connection, list_connections))
         .routes(routes!(get_connection, delete_connection))
 }
@@ -58,7 +58,7 @@ async fn create_connection(
     Json(body): Json<CreateConnection>,
 ) -> ApiResult<impl IntoResponse> {
     {
-        let client = state.db.get().await?;
+        let client = state.edge.db.get().await?;
         require_team_role(&client, team_id, &user, Role::Admin).await?;
     }
     let new = NewConnection::try_from(body)?;
@@ -72,7 +72,7 @@ async fn create_connection(
         &new.secret,
     )
     .await?;
-    let client = match state.db.get().await {
+    let client = match state.edge.db.get().await {
         Ok(client) => client,
         Err(e) => {
             let _ = state.buckets.credentials.delete(&key).await;
@@ -95,7 +95,7 @@ async fn create_connection(
             if let Err(cleanup) = state.buckets.credentials.delete(&key).await {
                 tracing::error!(error = %cleanup, "removing credentials of a connection that was not created");
             }
-            return Err(match common::db::unique_violation(&e) {
+            return Err(match storage::db::unique_violation(&e) {
                 Some("connections_team_name_key") => ApiError::conflict(
                     "connection_name_taken",
                     format!("the team already has a connection named `{}`", new.name),
@@ -127,7 +127,7 @@ async fn list_connections(
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<ConnectionList>> {
     let page = page.parse::<Uuid>()?;
-    let client = state.db.get().await?;
+    let client = state.edge.db.get().await?;
     require_team_role(&client, team_id, &user, Role::Viewer).await?;
     let stmt = client
         .prepare_cached(&format!(
@@ -158,7 +158,7 @@ async fn get_connection(
     user: CurrentUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Connection>> {
-    let client = state.db.get().await?;
+    let client = state.edge.db.get().await?;
     let (connection, _) = connections::load(&client, id, &user, Role::Viewer).await?;
     Ok(Json(connection))
 }
@@ -188,7 +188,7 @@ async fn validate_connection(
     let started = Instant::now();
     // No pooled connection is held while the key ring and the warehouse are asked.
     let (connection, _) = {
-        let client = state.db.get().await?;
+        let client = state.edge.db.get().await?;
         connections::load(&client, id, &user, Role::Editor).await?
     };
     state.warehouses.forget(id).await;
@@ -199,7 +199,7 @@ async fn validate_connection(
         match connections::connect(
             connection.warehouse_type,
             &secret,
-            &state.settings.warehouse,
+            &state.edge.settings.warehouse,
         )
         .await
         {
@@ -211,12 +211,12 @@ async fn validate_connection(
     .unwrap_or_else(|_| {
         vec![AccessCheck::failed(
             "timeout",
-            &common::warehouse::WarehouseError::Timeout(VALIDATION_TIMEOUT),
+            &platform::warehouse::WarehouseError::Timeout(VALIDATION_TIMEOUT),
         )]
     });
     drop(secret);
     let failed = checks.iter().find(|c| !c.ok);
-    let client = state.db.get().await?;
+    let client = state.edge.db.get().await?;
     let (row, outcome) = match failed {
         // Unreachable or slow says nothing about the credentials: the status stays as it was.
         Some(check) if check.transient() => {
@@ -276,7 +276,7 @@ async fn delete_connection(
     user: CurrentUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    let mut client = state.db.get().await?;
+    let mut client = state.edge.db.get().await?;
     let tx = client.transaction().await?;
     let (connection, _) = connections::load(&tx, id, &user, Role::Admin).await?;
     tx.execute("SELECT 1 FROM connections WHERE id = $1 FOR UPDATE", &[&id])
@@ -285,7 +285,7 @@ async fn delete_connection(
         .execute("DELETE FROM connections WHERE id = $1", &[&id])
         .await
     {
-        return Err(match common::db::foreign_key_violation(&e) {
+        return Err(match storage::db::foreign_key_violation(&e) {
             Some(_) => ApiError::conflict(
                 "connection_in_use",
                 "dashboards use this connection; delete them or point them at another connection first",
@@ -306,7 +306,8 @@ async fn delete_connection(
     // Other processes can no longer reach these entries (the tables are gone, and the key
     // names the connection); this one drops them now.
     let prefix = format!("catalog/columns/{id}/");
-    common::caches::invalidate_where(&state.column_cache, |key, _| key.starts_with(&prefix)).await;
+    services::caches::invalidate_where(&state.column_cache, |key, _| key.starts_with(&prefix))
+        .await;
     tracing::info!(connection_id = %id, "connection deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    common::app::run_function("connections", connections::router, false).await
+    services::run_function("connections", connections::router, false).await
 }

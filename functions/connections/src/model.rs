@@ -3,15 +3,12 @@
 //! sender.
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use common::{
-    ApiError,
-    connections::Connection,
-    error::FieldError,
-    warehouse::{AccessCheck, Dialect},
-};
+use edge::{ApiError, error::FieldError};
+use platform::{warehouse::AccessCheck, warehouse::Dialect};
 use rustls_pki_types::{PrivatePkcs8KeyDer, pem::PemObject};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use services::connections::Connection;
 use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
@@ -169,7 +166,7 @@ fn check_service_account(v: Value) -> Checked {
     }
     match field("client_email") {
         None => errors.push(FieldError::new(path("client_email"), "is required")),
-        Some(e) if common::domain::Email::parse(e).is_err() => {
+        Some(e) if base::domain::Email::parse(e).is_err() => {
             errors.push(FieldError::new(
                 path("client_email"),
                 "is not an email address",
@@ -239,7 +236,7 @@ fn check_postgres(v: Value) -> Checked {
     if url.len() > 2048 {
         return Err(err("is too long"));
     }
-    let target = common::db_tls::parse(url).map_err(|m| err(&m))?;
+    let target = storage::db_tls::parse(url).map_err(|m| err(&m))?;
     let config = &target.config;
     // Postgres can store no NUL, and no part of a connection has a control character.
     let control = |s: &str| s.chars().any(char::is_control);
@@ -274,7 +271,7 @@ fn check_postgres(v: Value) -> Checked {
     };
     let ca_cert = match map.get("ca_cert") {
         None | Some(Value::Null) => None,
-        Some(Value::String(pem)) if common::db_tls::pem_certificates(pem.as_bytes()) > 0 => {
+        Some(Value::String(pem)) if storage::db_tls::pem_certificates(pem.as_bytes()) > 0 => {
             Some(pem.clone())
         }
         Some(_) => {
@@ -292,7 +289,7 @@ fn check_postgres(v: Value) -> Checked {
         "sslmode": target.ssl_mode.as_str(),
         "ca_cert": ca_cert.is_some(),
     });
-    let credentials = common::warehouse::postgres::PostgresCredentials {
+    let credentials = platform::warehouse::postgres::PostgresCredentials {
         url: url.to_owned(),
         ca_cert,
     };

@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use common::testing::{TestApp, TestWarehouse, service_account_key};
 use serde_json::{Value, json};
+use testkit::{TestApp, TestWarehouse, service_account_key};
 
 async fn app() -> TestApp {
     TestApp::spawn(teams::router().merge(connections::router())).await

@@ -3,8 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use common::testing::TestApp;
 use serde_json::{Value, json};
+use testkit::TestApp;
 
 struct Case {
     why: &'static str,

@@ -4,11 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use common::testing::{
-    TestApp, service_account_key,
-    stubs::bigquery::{BigQueryStub, StubQuery},
-};
 use serde_json::json;
+use testkit::{
+    TestApp, service_account_key, stubs::bigquery::BigQueryStub, stubs::bigquery::StubQuery,
+};
 
 async fn app(stub: &BigQueryStub) -> TestApp {
     TestApp::spawn_with(

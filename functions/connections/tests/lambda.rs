@@ -8,10 +8,10 @@
 use std::collections::BTreeSet;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use common::testing::{
+use serde_json::{Value, json};
+use testkit::{
     TestApp, TestWarehouse, assert_lambda_response, event_files, lambda_invoke, service_account_key,
 };
-use serde_json::{Value, json};
 
 const EXPECTED: &[(&str, u16)] = &[
     ("create-connection-postgres", 201),

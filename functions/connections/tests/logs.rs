@@ -10,11 +10,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::testing::{
-    TempDir, TestDb, TestWarehouse, service_account_key,
-    stubs::bigquery::{BigQueryStub, STUB_TOKEN, StubQuery},
-};
 use serde_json::json;
+use testkit::{
+    TempDir, TestDb, TestWarehouse, service_account_key, stubs::bigquery::BigQueryStub,
+    stubs::bigquery::STUB_TOKEN, stubs::bigquery::StubQuery,
+};
 
 #[tokio::test]
 async fn no_log_line_carries_a_credential() {
@@ -55,14 +55,14 @@ async fn no_log_line_carries_a_credential() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // A team to put the connection in, made directly (the teams routes are another function).
-    let settings = common::settings::Settings::from_lookup(|k| match k {
+    let settings = settings::Settings::from_lookup(|k| match k {
         "BRIDGE_DEV_JWT_SECRET" => Some(secret.to_owned()),
         _ => None,
     })
     .unwrap();
-    let email = common::domain::Email::parse("ada@example.com").unwrap();
+    let email = base::domain::Email::parse("ada@example.com").unwrap();
     let token =
-        common::auth::mint_dev_token(&settings.auth, "sub-ada", &email, Duration::from_secs(600))
+        edge::auth::mint_dev_token(&settings.auth, "sub-ada", &email, Duration::from_secs(600))
             .unwrap();
     let http = reqwest::Client::new();
     http.get(format!(

@@ -1,6 +1,6 @@
 //! The data function: a dashboard's data (members). Every query of the current version, or
 //! one of them, with parameters from the query string; answered from cache when possible.
-//! See `common::serving`.
+//! See `services::serving`.
 
 use std::sync::Arc;
 
@@ -9,20 +9,16 @@ use axum::{
     http::header,
     response::{IntoResponse, Response},
 };
-use common::{
-    ApiError, ApiResult, AppState, CurrentUser, dashboards,
-    domain::Role,
-    error::Problem,
-    extract::Path,
-    serving::{self, Outcome},
-};
+use base::domain::Role;
+use edge::{ApiError, ApiResult, CurrentUser, error::Problem, extract::Path};
+use services::{AppState, dashboards, serving, serving::Outcome};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(dashboard_data))
         .routes(routes!(query_data))
-        .route_layer(axum::middleware::from_fn(common::app::allow_warehouse_time))
+        .route_layer(axum::middleware::from_fn(edge::app::allow_warehouse_time))
 }
 
 fn query_pairs(req: &Request) -> Vec<(String, String)> {
@@ -54,7 +50,7 @@ async fn dashboard_data(
     req: Request,
 ) -> ApiResult<Response> {
     let (dashboard, _) = {
-        let client = state.db.get().await?;
+        let client = state.edge.db.get().await?;
         dashboards::load(&client, &slug, &user, Role::Viewer).await?
     };
     let plan = serving::plan(&state, &dashboard).await?;
@@ -64,7 +60,7 @@ async fn dashboard_data(
     Ok(json(serving::render_dashboard(
         &dashboard,
         &outcomes,
-        state.settings.max_response_bytes,
+        state.edge.settings.max_response_bytes,
     )))
 }
 
@@ -85,7 +81,7 @@ async fn query_data(
     req: Request,
 ) -> ApiResult<Response> {
     let (dashboard, _) = {
-        let client = state.db.get().await?;
+        let client = state.edge.db.get().await?;
         dashboards::load(&client, &slug, &user, Role::Viewer).await?
     };
     let plan = serving::plan(&state, &dashboard).await?;

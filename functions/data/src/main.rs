@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    common::app::run_function("data", data::router, false).await
+    services::run_function("data", data::router, false).await
 }

@@ -5,13 +5,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use common::testing::{
-    TestApp, TestWarehouse, Workspace, sample_dashboard, service_account_key,
-    stubs::bigquery::{BigQueryStub, StubQuery, information_schema_tables},
-};
 use serde_json::{Value, json};
+use testkit::{
+    TestApp, TestWarehouse, Workspace, sample_dashboard, service_account_key,
+    stubs::bigquery::BigQueryStub, stubs::bigquery::StubQuery,
+    stubs::bigquery::information_schema_tables,
+};
 
-fn routes() -> utoipa_axum::router::OpenApiRouter<common::AppState> {
+fn routes() -> utoipa_axum::router::OpenApiRouter<services::AppState> {
     teams::router()
         .merge(connections::router())
         .merge(catalog::router())

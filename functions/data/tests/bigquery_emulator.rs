@@ -4,8 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use common::testing::{TestApp, emulators, service_account_key, stubs::bigquery::BigQueryStub};
 use serde_json::{Value, json};
+use testkit::{TestApp, emulators, service_account_key, stubs::bigquery::BigQueryStub};
 
 #[tokio::test]
 async fn a_dashboard_on_bigquery_serves_its_data() {

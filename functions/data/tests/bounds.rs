@@ -5,10 +5,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use common::testing::{TestApp, TestWarehouse, Workspace};
 use serde_json::{Value, json};
+use testkit::{TestApp, TestWarehouse, Workspace};
 
-fn routes() -> utoipa_axum::router::OpenApiRouter<common::AppState> {
+fn routes() -> utoipa_axum::router::OpenApiRouter<services::AppState> {
     teams::router()
         .merge(connections::router())
         .merge(catalog::router())

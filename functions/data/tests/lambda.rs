@@ -2,11 +2,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use common::testing::{
+use serde_json::{Value, json};
+use testkit::{
     TestApp, TestWarehouse, assert_lambda_response, event_files, lambda_event, lambda_invoke,
     sample_dashboard,
 };
-use serde_json::{Value, json};
 
 const EXPECTED: &[(&str, u16)] = &[
     ("dashboard-data", 200),

@@ -10,21 +10,17 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use common::{
-    ApiError, ApiResult, AppState, CurrentUser,
-    dashboard::{
-        check::{self, ValidationReport},
-        spec::SCHEMA_JSON,
-    },
-    dashboards::{self, Dashboard, DashboardMeta},
-    domain::Role,
-    error::Problem,
-    extract::{Json, Path, Query, YamlBody},
-    pagination::PageQuery,
-    serving, sqlguard,
-    tenancy::require_team_role,
+use base::domain::Role;
+use dashboard::spec::SCHEMA_JSON;
+use edge::{
+    ApiError, ApiResult, CurrentUser, error::Problem, extract::Json, extract::Path, extract::Query,
+    extract::YamlBody, pagination::PageQuery, tenancy::require_team_role,
 };
 use serde::{Deserialize, Serialize};
+use services::{
+    AppState, check, check::ValidationReport, dashboards, dashboards::Dashboard,
+    dashboards::DashboardMeta, serving,
+};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -35,7 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(validate))
         .routes(routes!(create_dashboard, list_dashboards))
         .routes(routes!(get_yaml, put_yaml))
-        .route_layer(axum::middleware::from_fn(common::app::allow_warehouse_time))
+        .route_layer(axum::middleware::from_fn(edge::app::allow_warehouse_time))
         .routes(routes!(schema))
         .routes(routes!(get_dashboard, delete_dashboard))
         .routes(routes!(lineage))
@@ -112,7 +108,7 @@ async fn create_dashboard(
     YamlBody(yaml): YamlBody,
 ) -> ApiResult<Response> {
     {
-        let client = state.db.get().await?;
+        let client = state.edge.db.get().await?;
         require_team_role(&client, team_id, &user, Role::Editor).await?;
     }
     let checked = check::require_valid(check::check(&state, &user, &yaml, Some(team_id)).await?)?;
@@ -151,7 +147,7 @@ async fn list_dashboards(
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<DashboardList>> {
     let page = page.parse::<String>()?;
-    let client = state.db.get().await?;
+    let client = state.edge.db.get().await?;
     require_team_role(&client, team_id, &user, Role::Viewer).await?;
     let (dashboards, next_cursor) = dashboards::list(&client, team_id, &page).await?;
     Ok(Json(DashboardList {
@@ -172,7 +168,7 @@ async fn get_dashboard(
     user: CurrentUser,
     Path(slug): Path<String>,
 ) -> ApiResult<Response> {
-    let client = state.db.get().await?;
+    let client = state.edge.db.get().await?;
     let (dashboard, _) = dashboards::load(&client, &slug, &user, Role::Viewer).await?;
     let version = dashboard.version;
     Ok(with_version(Json(dashboard).into_response(), version))
@@ -203,7 +199,7 @@ async fn get_yaml(
         return Err(ApiError::invalid_field("version", "must be 1 or more"));
     }
     let (dashboard, _) = {
-        let client = state.db.get().await?;
+        let client = state.edge.db.get().await?;
         dashboards::load(&client, &slug, &user, Role::Viewer).await?
     };
     let (version, yaml) = dashboards::yaml(&state, &dashboard, q.version).await?;
@@ -253,13 +249,13 @@ async fn put_yaml(
 ) -> ApiResult<Response> {
     let expected = if_match(&headers)?;
     let (current, _) = {
-        let client = state.db.get().await?;
+        let client = state.edge.db.get().await?;
         dashboards::load(&client, &slug, &user, Role::Editor).await?
     };
     let checked =
         check::require_valid(check::check(&state, &user, &yaml, Some(current.team_id)).await?)?;
     if checked.spec.slug != current.slug {
-        let mut e = ApiError::unprocessable(vec![common::error::FieldError::new(
+        let mut e = ApiError::unprocessable(vec![edge::error::FieldError::new(
             "slug",
             format!(
                 "must stay `{}`: a dashboard's slug cannot change",
@@ -290,7 +286,7 @@ async fn delete_dashboard(
     Path(slug): Path<String>,
 ) -> ApiResult<StatusCode> {
     let (dashboard, role) = {
-        let client = state.db.get().await?;
+        let client = state.edge.db.get().await?;
         dashboards::load(&client, &slug, &user, Role::Viewer).await?
     };
     let owner = dashboard.owner_user_id == Some(user.id) && role >= Role::Editor;
@@ -343,7 +339,7 @@ async fn lineage(
     user: CurrentUser,
     Path(slug): Path<String>,
 ) -> ApiResult<Json<Lineage>> {
-    let client = state.db.get().await?;
+    let client = state.edge.db.get().await?;
     let (dashboard, _) = dashboards::load(&client, &slug, &user, Role::Viewer).await?;
     let plan = serving::plan(&state, &dashboard).await?;
     let catalog: BTreeMap<(String, String), Uuid> = client
@@ -406,7 +402,7 @@ async fn lineage(
             .iter()
             .flat_map(|r| read.get(r.as_str()).into_iter().flatten())
             .collect();
-        let direct_refs = common::dashboard::template::refs(
+        let direct_refs = dashboard::template::refs(
             plan.spec
                 .queries
                 .iter()

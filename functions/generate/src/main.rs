@@ -6,5 +6,5 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    common::app::run_function("generate", generate::router, true).await
+    services::run_function("generate", generate::router, true).await
 }

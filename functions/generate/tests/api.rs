@@ -3,10 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use common::testing::{TestApp, TestWarehouse, Workspace, sample_dashboard};
 use serde_json::{Value, json};
+use testkit::{TestApp, TestWarehouse, Workspace, sample_dashboard};
 
-fn routes() -> utoipa_axum::router::OpenApiRouter<common::AppState> {
+fn routes() -> utoipa_axum::router::OpenApiRouter<services::AppState> {
     teams::router()
         .merge(connections::router())
         .merge(catalog::router())
@@ -34,7 +34,7 @@ async fn validate(app: &TestApp, token: &str, yaml: &str) -> Value {
     r.json()
 }
 
-async fn create(app: &TestApp, ws: &Workspace, yaml: &str) -> common::testing::TestResponse {
+async fn create(app: &TestApp, ws: &Workspace, yaml: &str) -> testkit::TestResponse {
     app.post(&format!("/v1/teams/{}/dashboards", ws.team))
         .bearer(&ws.token)
         .json(&json!({ "yaml": yaml }))

@@ -3,11 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use common::testing::{
+use serde_json::json;
+use testkit::{
     TestApp, TestWarehouse, assert_lambda_response, event_files, lambda_event, lambda_invoke,
     sample_dashboard,
 };
-use serde_json::json;
 
 const EXPECTED: &[(&str, u16)] = &[
     ("schema", 200),

@@ -3,20 +3,16 @@
 //! AWS, a Cloud Scheduler HTTP call with an OIDC token on GCP, `bridge precompute` locally.
 
 use axum::{extract::State, http::HeaderMap};
-use common::{
-    ApiError, ApiResult, AppState, CurrentUser, dashboards,
-    domain::Role,
-    error::Problem,
-    extract::{Json, Path},
-    serving::{self, PrecomputeReport, WarmReport},
-};
+use base::domain::Role;
+use edge::{ApiError, ApiResult, CurrentUser, error::Problem, extract::Json, extract::Path};
+use services::{AppState, dashboards, serving, serving::PrecomputeReport, serving::WarmReport};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(precompute_dashboard))
         .routes(routes!(scheduled))
-        .route_layer(axum::middleware::from_fn(common::app::allow_warehouse_time))
+        .route_layer(axum::middleware::from_fn(edge::app::allow_warehouse_time))
 }
 
 /// Runs the dashboard's queries (default parameters) and fills the cache (admin).
@@ -33,7 +29,7 @@ async fn precompute_dashboard(
     Path(slug): Path<String>,
 ) -> ApiResult<Json<PrecomputeReport>> {
     let (dashboard, _) = {
-        let client = state.db.get().await?;
+        let client = state.edge.db.get().await?;
         dashboards::load(&client, &slug, &user, Role::Admin).await?
     };
     let report = serving::precompute(&state, dashboard).await?;
@@ -106,7 +102,7 @@ pub async fn on_event(
         );
     }
     let id = event["id"].as_str().unwrap_or("scheduled").to_owned();
-    let report = common::telemetry::with_correlation_id(&id, serving::warm_due(&state))
+    let report = edge::telemetry::with_correlation_id(&id, serving::warm_due(&state))
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(

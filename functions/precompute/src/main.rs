@@ -2,6 +2,5 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    common::app::run_function_with_events("precompute", precompute::router, precompute::on_event)
-        .await
+    services::run_function_with_events("precompute", precompute::router, precompute::on_event).await
 }

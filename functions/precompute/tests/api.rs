@@ -4,15 +4,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use common::testing::{
-    TestApp, TestWarehouse, Workspace, assert_lambda_response, cargo_lambda, event_files,
-    oidc::{Idp, rsa_key, sign},
-    sample_dashboard,
-};
 use lambda_http::{Context, LambdaEvent};
 use serde_json::{Value, json};
+use testkit::{
+    TestApp, TestWarehouse, Workspace, assert_lambda_response, cargo_lambda, event_files,
+    oidc::Idp, oidc::rsa_key, oidc::sign, sample_dashboard,
+};
 
-fn routes() -> utoipa_axum::router::OpenApiRouter<common::AppState> {
+fn routes() -> utoipa_axum::router::OpenApiRouter<services::AppState> {
     teams::router()
         .merge(connections::router())
         .merge(catalog::router())
@@ -118,7 +117,7 @@ async fn only_admins_precompute_and_strangers_see_nothing() {
 
 async fn dispatch(app: &TestApp, event: Value) -> Result<Value, lambda_http::Error> {
     let state = app.state.clone();
-    common::runtime::dispatch(
+    edge::runtime::dispatch(
         app.router.clone(),
         move |e| precompute::on_event(state.clone(), e),
         LambdaEvent::new(event, Context::default()),
@@ -183,7 +182,7 @@ async fn every_precompute_event_file_runs_through_the_lambda_dispatch() {
 /// A Cloud Scheduler OIDC token: issued by `idp` for `audience`, with `email`.
 fn scheduler_token(
     idp: &Idp,
-    key: &common::testing::oidc::SigningKey,
+    key: &testkit::oidc::SigningKey,
     audience: &str,
     email: &str,
     verified: bool,

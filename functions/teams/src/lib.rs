@@ -7,14 +7,12 @@ pub mod model;
 mod store;
 
 use axum::{
-    extract::State,
+    extract::{FromRef, State},
     http::{StatusCode, header},
     response::IntoResponse,
 };
-use common::{
-    ApiResult, AppState, CurrentUser,
-    error::Problem,
-    extract::{Json, Path, Query},
+use edge::{
+    ApiResult, CurrentUser, Edge, error::Problem, extract::Json, extract::Path, extract::Query,
     pagination::PageQuery,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -24,8 +22,13 @@ use model::{
     AddMember, CreateTeam, Member, MemberList, NewTeam, PatchTeam, Team, TeamList, UpdateMember,
 };
 
-/// Every route of the teams function.
-pub fn router() -> OpenApiRouter<AppState> {
+/// Every route of the teams function, in any state an [`Edge`] can be had from (the teams
+/// function runs with the edge alone; `bridge serve` merges these into its own state).
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Edge: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(create_team, list_teams))
         .routes(routes!(get_team, patch_team))
@@ -42,7 +45,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn create_team(
-    State(state): State<AppState>,
+    State(state): State<Edge>,
     user: CurrentUser,
     Json(body): Json<CreateTeam>,
 ) -> ApiResult<impl IntoResponse> {
@@ -64,7 +67,7 @@ async fn create_team(
     (status = 401, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn list_teams(
-    State(state): State<AppState>,
+    State(state): State<Edge>,
     user: CurrentUser,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<TeamList>> {
@@ -84,7 +87,7 @@ async fn list_teams(
         (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn get_team(
-    State(state): State<AppState>,
+    State(state): State<Edge>,
     user: CurrentUser,
     Path(team_id): Path<Uuid>,
 ) -> ApiResult<Json<Team>> {
@@ -103,7 +106,7 @@ async fn get_team(
         (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn patch_team(
-    State(state): State<AppState>,
+    State(state): State<Edge>,
     user: CurrentUser,
     Path(team_id): Path<Uuid>,
     Json(patch): Json<PatchTeam>,
@@ -122,7 +125,7 @@ async fn patch_team(
         (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn list_members(
-    State(state): State<AppState>,
+    State(state): State<Edge>,
     user: CurrentUser,
     Path(team_id): Path<Uuid>,
     Query(page): Query<PageQuery>,
@@ -147,7 +150,7 @@ async fn list_members(
         (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn add_member(
-    State(state): State<AppState>,
+    State(state): State<Edge>,
     user: CurrentUser,
     Path(team_id): Path<Uuid>,
     Json(body): Json<AddMember>,
@@ -168,7 +171,7 @@ async fn add_member(
         (status = 409, body = Problem, content_type = "application/problem+json", description = "Last admin"),
 ))]
 async fn update_member(
-    State(state): State<AppState>,
+    State(state): State<Edge>,
     user: CurrentUser,
     Path((team_id, member_id)): Path<(Uuid, Uuid)>,
     Json(body): Json<UpdateMember>,
@@ -190,7 +193,7 @@ async fn update_member(
         (status = 409, body = Problem, content_type = "application/problem+json", description = "Last admin"),
 ))]
 async fn remove_member(
-    State(state): State<AppState>,
+    State(state): State<Edge>,
     user: CurrentUser,
     Path((team_id, member_id)): Path<(Uuid, Uuid)>,
 ) -> ApiResult<StatusCode> {

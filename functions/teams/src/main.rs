@@ -2,5 +2,11 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    common::app::run_function("teams", teams::router, false).await
+    edge::app::run_function(
+        "teams",
+        |edge| async { Ok(edge) },
+        teams::router::<edge::Edge>,
+        false,
+    )
+    .await
 }

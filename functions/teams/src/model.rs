@@ -1,9 +1,8 @@
 //! Request and response bodies, and the domain values they parse into.
 
-use common::{
-    domain::{Email, Role, TeamSettings},
-    error::{ApiError, FieldError},
-};
+use base::{domain::Email, domain::Role, domain::TeamSettings};
+
+use edge::{error::ApiError, error::FieldError};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -130,7 +129,7 @@ impl PatchTeam {
                     merged.insert(k, v);
                 }
             }
-            match common::extract::parse_json::<TeamSettings>(
+            match edge::extract::parse_json::<TeamSettings>(
                 &serde_json::to_vec(&merged).unwrap_or_default(),
             ) {
                 Ok(s) => {

@@ -1,20 +1,20 @@
 //! SQL for teams and members. Every query that reads a team also proves the caller is in
 //! it, so a non-member cannot tell a stranger's team from no team at all.
 
-use common::{
-    ApiError, ApiResult,
-    crypto::random_bytes,
-    db::{Client, Transaction},
-    domain::{Email, Role, TeamSettings},
-    pagination::Page,
-    tenancy::{require, team_not_found, team_role},
+use edge::{
+    ApiError, ApiResult, pagination::Page, tenancy::require, tenancy::team_not_found,
+    tenancy::team_role,
 };
+
+use base::{crypto::random_bytes, domain::Email, domain::Role, domain::TeamSettings};
+
 use serde::{Deserialize, Serialize};
+use storage::{db::Client, db::Transaction};
 use time::OffsetDateTime;
 use tokio_postgres::{Row, types::Json};
 use uuid::Uuid;
 
-use crate::model::{Member, NewTeam, Team, TeamName};
+use crate::{model::Member, model::NewTeam, model::Team, model::TeamName};
 
 const TEAM_COLUMNS: &str =
     "t.id, t.name, t.slug, t.settings, t.created_by, t.created_at, t.updated_at, m.role";

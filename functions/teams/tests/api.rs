@@ -2,8 +2,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use common::testing::TestApp;
 use serde_json::{Value, json};
+use testkit::TestApp;
 
 async fn app() -> TestApp {
     TestApp::spawn(teams::router()).await

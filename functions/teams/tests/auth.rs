@@ -4,12 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use common::testing::{
-    TestApp,
-    oidc::{Idp, ec_key, rsa_key, sign},
-};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use testkit::{TestApp, oidc::Idp, oidc::ec_key, oidc::rsa_key, oidc::sign};
 
 // ---------------------------------------------------------------- dev tokens
 
@@ -367,7 +364,7 @@ async fn not_before_is_checked_within_the_configured_leeway() {
         .send()
         .await
         .assert_status(200);
-    let e = common::settings::Settings::from_lookup(|k| match k {
+    let e = settings::Settings::from_lookup(|k| match k {
         "AUTH_LEEWAY_SECS" => Some("3600".into()),
         "BRIDGE_DEV_JWT_SECRET" => Some("x".repeat(40)),
         _ => None,

@@ -4,8 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use common::testing::TestApp;
 use serde_json::{Value, json};
+use testkit::TestApp;
 
 enum Body {
     None,

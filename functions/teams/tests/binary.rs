@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::testing::TestDb;
+use testkit::TestDb;
 
 fn teams() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_teams"));

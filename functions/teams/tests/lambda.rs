@@ -10,8 +10,8 @@
 
 use std::collections::BTreeSet;
 
-use common::testing::{TestApp, assert_lambda_response, cargo_lambda, event_files, lambda_invoke};
 use serde_json::{Value, json};
+use testkit::{TestApp, assert_lambda_response, cargo_lambda, event_files, lambda_invoke};
 
 /// Each event file and the status its response must carry, in the order they run.
 const EXPECTED: &[(&str, u16)] = &[

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use axum::routing::get;
-use common::testing::TestApp;
 use serde_json::json;
+use testkit::TestApp;
 
 #[tokio::test]
 async fn health_ready_and_openapi_are_served() {
@@ -230,7 +230,7 @@ async fn shutdown_drains_requests_in_flight() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/slow", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(common::runtime::serve_http(
+    let server = tokio::spawn(edge::runtime::serve_http(
         listener,
         app.router.clone(),
         async {

@@ -12,7 +12,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{AppState, app::build, settings::Settings, testing::TestApp};
+use edge::app::build;
+
+use settings::Settings;
+
+use testkit::TestApp;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -76,7 +80,7 @@ async fn a_stalled_database_answers_503_with_retry_after_by_the_deadline() {
     env.insert("REQUEST_TIMEOUT_MS".into(), "1500".into());
     env.insert("DATABASE_TIMEOUT_MS".into(), "1000".into());
     let settings = Settings::from_lookup(|k| env.get(k).cloned()).unwrap();
-    let state = AppState::new(settings, "test").await.unwrap();
+    let state = edge::Edge::new(settings, "test").unwrap();
     let app = build(teams::router(), state);
     let token = base.token("ada@example.com");
     let get = |path: &'static str| {
@@ -136,7 +140,7 @@ async fn routes_that_wait_on_a_warehouse_get_its_time_and_others_do_not() {
     }
     let routes = utoipa_axum::router::OpenApiRouter::new()
         .route("/warehouse-bound", get(slow))
-        .route_layer(axum::middleware::from_fn(common::app::allow_warehouse_time))
+        .route_layer(axum::middleware::from_fn(edge::app::allow_warehouse_time))
         .route("/database-bound", get(slow));
     let app = TestApp::spawn_with(routes, &[("REQUEST_TIMEOUT_MS", "200")]).await;
     app.get("/warehouse-bound").send().await.assert_status(200);

@@ -1,0 +1,388 @@
+//! Connections as every function sees them: the row (with tenancy), and the warehouse it
+//! opens, with its sealed credentials loaded and decrypted only when needed.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use utoipa::ToSchema;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use edge::{ApiError, ApiResult, CurrentUser, tenancy::require};
+
+use platform::{
+    blob::BlobError, blob::BlobStore, keyring, keyring::Binding, keyring::Envelope,
+    keyring::KeyRing, keyring::KeyRingError, warehouse::AccessCheck, warehouse::ColumnInfo,
+    warehouse::DatasetInfo, warehouse::Dialect, warehouse::DryRun, warehouse::Limits,
+    warehouse::Param, warehouse::QueryResult, warehouse::TableInfo, warehouse::Warehouse,
+    warehouse::WarehouseError, warehouse::bigquery::BigQueryWarehouse,
+    warehouse::postgres::ConnectPolicy, warehouse::postgres::PostgresCredentials,
+    warehouse::postgres::PostgresWarehouse,
+};
+
+use base::domain::Role;
+
+use settings::{Settings, WarehouseSettings};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    PendingValidation,
+    Validated,
+    Failed,
+}
+
+impl ConnectionStatus {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "validated" => Self::Validated,
+            "failed" => Self::Failed,
+            _ => Self::PendingValidation,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PendingValidation => "pending_validation",
+            Self::Validated => "validated",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// A connection as the API shows it: never the credentials.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Connection {
+    pub id: Uuid,
+    pub team_id: Uuid,
+    pub name: String,
+    pub warehouse_type: Dialect,
+    pub status: ConnectionStatus,
+    /// Why the last validation failed (never contains the credentials).
+    pub validation_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub validated_at: Option<OffsetDateTime>,
+    /// Non-secret facts: `project_id`, `client_email` (BigQuery); `host`, `port`,
+    /// `database`, `user` (Postgres).
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    pub created_by: Option<Uuid>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(skip)]
+    pub credentials_key: String,
+}
+
+pub const CONNECTION_COLUMNS: &str = "c.id, c.team_id, c.name, c.warehouse_type, c.status, c.validation_error, \
+     c.validated_at, c.details, c.created_by, c.created_at, c.updated_at, c.credentials_key";
+
+impl Connection {
+    pub fn from_row(row: &Row) -> Self {
+        Self {
+            id: row.get(0),
+            team_id: row.get(1),
+            name: row.get(2),
+            warehouse_type: Dialect::parse(row.get(3)).unwrap_or(Dialect::Postgres),
+            status: ConnectionStatus::parse(row.get(4)),
+            validation_error: row.get(5),
+            validated_at: row.get(6),
+            details: row.get(7),
+            created_by: row.get(8),
+            created_at: row.get(9),
+            updated_at: row.get(10),
+            credentials_key: row.get(11),
+        }
+    }
+}
+
+pub fn connection_not_found() -> ApiError {
+    ApiError::not_found("connection_not_found", "no such connection")
+}
+
+/// The connection and the caller's role in its team; 404 for non-members, 403 below `needed`.
+pub async fn load(
+    client: &impl deadpool_postgres::GenericClient,
+    id: Uuid,
+    user: &CurrentUser,
+    needed: Role,
+) -> ApiResult<(Connection, Role)> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {CONNECTION_COLUMNS}, m.role FROM connections c \
+             LEFT JOIN team_members m ON m.team_id = c.team_id AND m.user_id = $2 WHERE c.id = $1"
+        ))
+        .await?;
+    let row = client
+        .query_opt(&stmt, &[&id, &user.id])
+        .await?
+        .ok_or_else(connection_not_found)?;
+    let role = row.get::<_, Option<&str>>(12).and_then(Role::parse);
+    let role = require(role, needed, connection_not_found)?;
+    Ok((Connection::from_row(&row), role))
+}
+
+/// Where a connection's sealed credentials live in the credentials bucket.
+pub fn credentials_key(team_id: Uuid, connection_id: Uuid) -> String {
+    format!("teams/{team_id}/connections/{connection_id}/credentials.json")
+}
+
+/// Seals and stores credentials; only if nothing is stored there yet.
+pub async fn store_credentials(
+    blobs: &dyn BlobStore,
+    ring: &dyn KeyRing,
+    team_id: Uuid,
+    connection_id: Uuid,
+    secret: &[u8],
+) -> ApiResult<(String, String)> {
+    let envelope = keyring::seal(ring, &Binding::credential(team_id, connection_id), secret)
+        .await
+        .map_err(keyring_error)?;
+    let key = credentials_key(team_id, connection_id);
+    let bytes = serde_json::to_vec(&envelope).map_err(ApiError::internal)?;
+    blobs
+        .create(&key, Bytes::from(bytes))
+        .await
+        .map_err(blob_error)?;
+    Ok((key, envelope.key_id))
+}
+
+/// Loads and opens a connection's credentials.
+pub async fn load_credentials(
+    blobs: &dyn BlobStore,
+    ring: &dyn KeyRing,
+    connection: &Connection,
+) -> ApiResult<Zeroizing<Vec<u8>>> {
+    let blob = blobs
+        .get(&connection.credentials_key)
+        .await
+        .map_err(blob_error)?;
+    let envelope: Envelope = serde_json::from_slice(&blob.bytes).map_err(|e| {
+        ApiError::internal(anyhow::Error::new(e).context("the stored envelope is unreadable"))
+    })?;
+    keyring::open(
+        ring,
+        &Binding::credential(connection.team_id, connection.id),
+        &envelope,
+    )
+    .await
+    .map_err(keyring_error)
+}
+
+pub fn keyring_error(e: KeyRingError) -> ApiError {
+    match e {
+        KeyRingError::Undecryptable => ApiError::conflict(
+            "credentials_unreadable",
+            "the stored credentials cannot be decrypted; delete the connection and create it again",
+        ),
+        KeyRingError::Unavailable(source) => ApiError::unavailable(source),
+    }
+}
+
+pub fn blob_error(e: BlobError) -> ApiError {
+    match e {
+        BlobError::NotFound(_) => ApiError::conflict(
+            "credentials_missing",
+            "the connection's credentials are missing; delete the connection and create it again",
+        ),
+        other => ApiError::unavailable(anyhow::Error::new(other)),
+    }
+}
+
+/// A warehouse whose error messages are scrubbed of the secrets it was opened with.
+struct Redacting {
+    inner: Arc<dyn Warehouse>,
+    secrets: Vec<String>,
+}
+
+impl Redacting {
+    fn clean(&self, e: WarehouseError) -> WarehouseError {
+        let refs: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+        e.redact(&refs)
+    }
+}
+
+#[async_trait::async_trait]
+impl Warehouse for Redacting {
+    fn dialect(&self) -> Dialect {
+        self.inner.dialect()
+    }
+    async fn check_access(&self) -> Vec<AccessCheck> {
+        let refs: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+        self.inner
+            .check_access()
+            .await
+            .into_iter()
+            .map(|mut c| {
+                c.message = refs
+                    .iter()
+                    .filter(|s| s.len() >= 4)
+                    .fold(c.message, |m, s| m.replace(s, "[redacted]"));
+                c
+            })
+            .collect()
+    }
+    async fn dry_run(&self, sql: &str, params: &[Param]) -> Result<DryRun, WarehouseError> {
+        self.inner
+            .dry_run(sql, params)
+            .await
+            .map_err(|e| self.clean(e))
+    }
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[Param],
+        limits: &Limits,
+    ) -> Result<QueryResult, WarehouseError> {
+        self.inner
+            .query(sql, params, limits)
+            .await
+            .map_err(|e| self.clean(e))
+    }
+    async fn list_datasets(&self) -> Result<Vec<DatasetInfo>, WarehouseError> {
+        self.inner.list_datasets().await.map_err(|e| self.clean(e))
+    }
+    async fn list_tables(&self, dataset: &str) -> Result<Vec<TableInfo>, WarehouseError> {
+        self.inner
+            .list_tables(dataset)
+            .await
+            .map_err(|e| self.clean(e))
+    }
+    async fn table_columns(
+        &self,
+        dataset: &str,
+        table: &str,
+    ) -> Result<Vec<ColumnInfo>, WarehouseError> {
+        self.inner
+            .table_columns(dataset, table)
+            .await
+            .map_err(|e| self.clean(e))
+    }
+}
+
+/// The secrets inside credentials, to scrub from messages.
+fn secrets_of(dialect: Dialect, secret: &[u8]) -> Vec<String> {
+    match dialect {
+        Dialect::Postgres => {
+            let Ok(credentials) = PostgresCredentials::from_secret(secret) else {
+                return Vec::new();
+            };
+            let password = storage::db_tls::parse(&credentials.url).ok().and_then(|t| {
+                t.config
+                    .get_password()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+            });
+            password
+                .into_iter()
+                .chain([credentials.url.clone()])
+                .collect()
+        }
+        Dialect::Bigquery => {
+            let v: serde_json::Value = serde_json::from_slice(secret).unwrap_or_default();
+            ["private_key", "private_key_id"]
+                .iter()
+                .filter_map(|k| v[*k].as_str().map(str::to_owned))
+                .collect()
+        }
+    }
+}
+
+/// Opens a warehouse from plaintext credentials.
+pub async fn connect(
+    dialect: Dialect,
+    secret: &[u8],
+    settings: &WarehouseSettings,
+) -> Result<Arc<dyn Warehouse>, WarehouseError> {
+    let secrets = secrets_of(dialect, secret);
+    let opened: Result<Arc<dyn Warehouse>, WarehouseError> = match dialect {
+        Dialect::Postgres => {
+            let credentials = PostgresCredentials::from_secret(secret)?;
+            PostgresWarehouse::connect(
+                &credentials,
+                ConnectPolicy {
+                    allow_private_hosts: settings.allow_private_hosts,
+                    allow_plaintext: settings.allow_plaintext,
+                },
+            )
+            .await
+            .map(|w| Arc::new(w) as _)
+        }
+        Dialect::Bigquery => BigQueryWarehouse::from_service_account(
+            secret,
+            &settings.bigquery_api_url,
+            &settings.gcp_token_uri,
+        )
+        .await
+        .map(|w| Arc::new(w) as _),
+    };
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let inner = opened.map_err(|e| e.redact(&refs))?;
+    Ok(Arc::new(Redacting { inner, secrets }))
+}
+
+/// Opened warehouses, cached per connection so credentials are decrypted (one KMS call)
+/// and clients built once per few minutes, not per query.
+pub struct Warehouses {
+    cache: moka::future::Cache<(Uuid, String), Arc<dyn Warehouse>>,
+}
+
+impl Default for Warehouses {
+    fn default() -> Self {
+        Self {
+            cache: moka::future::Cache::builder()
+                .max_capacity(1_000)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
+        }
+    }
+}
+
+impl Warehouses {
+    pub async fn open(
+        &self,
+        settings: &Settings,
+        blobs: &dyn BlobStore,
+        ring: &dyn KeyRing,
+        connection: &Connection,
+    ) -> ApiResult<Arc<dyn Warehouse>> {
+        let key = (connection.id, connection.credentials_key.clone());
+        self.cache
+            .try_get_with(key, async {
+                let secret = load_credentials(blobs, ring, connection).await?;
+                connect(connection.warehouse_type, &secret, &settings.warehouse)
+                    .await
+                    .map_err(warehouse_error)
+            })
+            .await
+            .map_err(|e: Arc<ApiError>| {
+                Arc::try_unwrap(e)
+                    .unwrap_or_else(|e| ApiError::new(e.status, e.code, e.detail.clone()))
+            })
+    }
+
+    /// Drops the connection's opened warehouses (validation reconnects; deletion ends them).
+    pub async fn forget(&self, connection_id: Uuid) {
+        crate::caches::invalidate_where(&self.cache, |(id, _), _| *id == connection_id).await;
+    }
+}
+
+/// A warehouse's refusal as an HTTP problem: the customer's warehouse said no (422 for
+/// bad queries and caps, 502 when it is unreachable or rejects the credentials).
+pub fn warehouse_error(e: WarehouseError) -> ApiError {
+    use axum::http::StatusCode;
+    let status = match &e {
+        WarehouseError::InvalidQuery(_)
+        | WarehouseError::BytesLimit { .. }
+        | WarehouseError::ResultTooLarge { .. }
+        | WarehouseError::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        WarehouseError::NotFound(_) => StatusCode::NOT_FOUND,
+        WarehouseError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        WarehouseError::Credentials(_)
+        | WarehouseError::PermissionDenied(_)
+        | WarehouseError::Unavailable(_) => StatusCode::BAD_GATEWAY,
+    };
+    ApiError::new(status, e.code(), e.to_string())
+}

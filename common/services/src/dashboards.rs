@@ -1,0 +1,393 @@
+//! Dashboards as stored: a row of metadata and pointers in Postgres, and one immutable YAML
+//! object per version in the dashboards bucket. Writes are ordered so nothing is left
+//! half-written: the version's object is created (only if absent) inside the transaction
+//! that records it, and removed again if that transaction cannot commit.
+
+use bytes::Bytes;
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use edge::{ApiError, ApiResult, CurrentUser, pagination::Page, tenancy::require};
+
+use crate::AppState;
+
+use platform::blob::BlobError;
+
+use base::{crypto::sha256_hex, domain::Role};
+
+use storage::db::unique_violation;
+
+/// What a dashboard's YAML says that Postgres keeps (the rest stays in the YAML).
+#[derive(Debug, Clone)]
+pub struct DashboardMeta {
+    pub slug: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub view_type: String,
+    pub connection_id: Uuid,
+    pub refresh_every_secs: Option<i32>,
+    pub cache_ttl_secs: i32,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Dashboard {
+    pub id: Uuid,
+    pub team_id: Uuid,
+    pub connection_id: Uuid,
+    /// Globally unique; the dashboard's address.
+    pub slug: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub view_type: String,
+    pub owner_user_id: Option<Uuid>,
+    /// The current version; every YAML update makes a new, immutable one.
+    pub version: i32,
+    pub refresh_every_secs: Option<i32>,
+    pub cache_ttl_secs: i32,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_precomputed_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// Where to read the YAML.
+    pub yaml_url: String,
+    #[serde(skip)]
+    pub yaml_key: String,
+    /// The team's byte cap per query.
+    #[serde(skip)]
+    pub max_bytes_billed: u64,
+    /// The team's cap on one query's result, if it set one.
+    #[serde(skip)]
+    pub max_result_bytes: Option<usize>,
+}
+
+pub const DASHBOARD_COLUMNS: &str = "d.id, d.team_id, d.connection_id, d.slug, d.title, d.description, d.view_type, \
+     d.owner_user_id, d.version, d.refresh_every_secs, d.cache_ttl_secs, d.last_precomputed_at, d.created_at, \
+     d.updated_at, d.yaml_key, t.settings";
+
+impl Dashboard {
+    pub fn from_row(r: &Row) -> Self {
+        let slug: String = r.get(3);
+        let settings: serde_json::Value = r.get(15);
+        let team: base::domain::TeamSettings = serde_json::from_value(settings).unwrap_or_default();
+        Self {
+            id: r.get(0),
+            team_id: r.get(1),
+            connection_id: r.get(2),
+            yaml_url: format!("/v1/dashboards/{slug}/yaml"),
+            slug,
+            title: r.get(4),
+            description: r.get(5),
+            view_type: r.get(6),
+            owner_user_id: r.get(7),
+            version: r.get(8),
+            refresh_every_secs: r.get(9),
+            cache_ttl_secs: r.get(10),
+            last_precomputed_at: r.get(11),
+            created_at: r.get(12),
+            updated_at: r.get(13),
+            yaml_key: r.get(14),
+            max_bytes_billed: team.max_bytes_billed(),
+            max_result_bytes: team.max_result_bytes,
+        }
+    }
+}
+
+pub fn dashboard_not_found() -> ApiError {
+    ApiError::not_found("dashboard_not_found", "no such dashboard")
+}
+
+/// The dashboard at `slug` and the caller's role in its team: 404 for non-members, 403 below
+/// `needed`.
+pub async fn load(
+    client: &impl deadpool_postgres::GenericClient,
+    slug: &str,
+    user: &CurrentUser,
+    needed: Role,
+) -> ApiResult<(Dashboard, Role)> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {DASHBOARD_COLUMNS}, m.role FROM dashboards d JOIN teams t ON t.id = d.team_id \
+             LEFT JOIN team_members m ON m.team_id = d.team_id AND m.user_id = $2 WHERE d.slug = $1"
+        ))
+        .await?;
+    let row = client
+        .query_opt(&stmt, &[&slug, &user.id])
+        .await?
+        .ok_or_else(dashboard_not_found)?;
+    let role = require(
+        row.get::<_, Option<&str>>(16).and_then(Role::parse),
+        needed,
+        dashboard_not_found,
+    )?;
+    Ok((Dashboard::from_row(&row), role))
+}
+
+pub async fn list(
+    client: &deadpool_postgres::Object,
+    team_id: Uuid,
+    page: &Page<String>,
+) -> ApiResult<(Vec<Dashboard>, Option<String>)> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {DASHBOARD_COLUMNS} FROM dashboards d JOIN teams t ON t.id = d.team_id \
+             WHERE d.team_id = $1 AND ($2::text IS NULL OR d.slug > $2) ORDER BY d.slug LIMIT $3"
+        ))
+        .await?;
+    let rows = client
+        .query(&stmt, &[&team_id, &page.after, &page.fetch_limit()])
+        .await?;
+    let mut items: Vec<Dashboard> = rows.iter().map(Dashboard::from_row).collect();
+    let next = page.finish(&mut items, |d| d.slug.clone());
+    Ok((items, next))
+}
+
+fn yaml_key(dashboard_id: Uuid, version: i32) -> String {
+    format!("dashboards/{dashboard_id}/v{version}.yaml")
+}
+
+async fn reload(client: &impl deadpool_postgres::GenericClient, id: Uuid) -> ApiResult<Dashboard> {
+    let row = client
+        .query_one(
+            &format!("SELECT {DASHBOARD_COLUMNS} FROM dashboards d JOIN teams t ON t.id = d.team_id WHERE d.id = $1"),
+            &[&id],
+        )
+        .await?;
+    Ok(Dashboard::from_row(&row))
+}
+
+fn slug_taken(slug: &str) -> ApiError {
+    ApiError::conflict(
+        "slug_taken",
+        format!("the slug `{slug}` is taken; slugs are unique across Bridge"),
+    )
+}
+
+/// Stores a new dashboard (version 1).
+pub async fn create(
+    state: &AppState,
+    team_id: Uuid,
+    user: &CurrentUser,
+    meta: &DashboardMeta,
+    yaml: &str,
+) -> ApiResult<Dashboard> {
+    let mut client = state.edge.db.get().await?;
+    let id = Uuid::now_v7();
+    let key = yaml_key(id, 1);
+    let tx = client.transaction().await?;
+    let inserted = tx
+        .execute(
+            "INSERT INTO dashboards (id, team_id, connection_id, slug, title, description, view_type, owner_user_id, \
+                                     version, yaml_key, refresh_every_secs, cache_ttl_secs) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11)",
+            &[
+                &id,
+                &team_id,
+                &meta.connection_id,
+                &meta.slug,
+                &meta.title,
+                &meta.description,
+                &meta.view_type,
+                &user.id,
+                &key,
+                &meta.refresh_every_secs,
+                &meta.cache_ttl_secs,
+            ],
+        )
+        .await;
+    if let Err(e) = inserted {
+        return Err(match unique_violation(&e) {
+            Some("dashboards_slug_key") => slug_taken(&meta.slug),
+            _ => e.into(),
+        });
+    }
+    tx.execute(
+        "INSERT INTO dashboard_versions (dashboard_id, version, yaml_key, sha256, size_bytes, created_by) \
+         VALUES ($1, 1, $2, $3, $4, $5)",
+        &[&id, &key, &sha256_hex(yaml.as_bytes()), &i32::try_from(yaml.len()).unwrap_or(i32::MAX), &user.id],
+    )
+    .await?;
+    state
+        .buckets
+        .dashboards
+        .create(&key, Bytes::copy_from_slice(yaml.as_bytes()))
+        .await
+        .map_err(|e| ApiError::unavailable(anyhow::Error::new(e)))?;
+    // Read inside the transaction: the answer is what this request wrote.
+    let created = reload(&tx, id).await?;
+    if let Err(e) = tx.commit().await {
+        let _ = state.buckets.dashboards.delete(&key).await;
+        return Err(e.into());
+    }
+    Ok(created)
+}
+
+/// Stores a new version of `current` (the caller checked roles and, if asked, the
+/// expected version).
+pub async fn update(
+    state: &AppState,
+    current: &Dashboard,
+    user: &CurrentUser,
+    meta: &DashboardMeta,
+    yaml: &str,
+    expected_version: Option<i32>,
+) -> ApiResult<Dashboard> {
+    let mut client = state.edge.db.get().await?;
+    let tx = client.transaction().await?;
+    let version: i32 = tx
+        .query_opt(
+            "SELECT version FROM dashboards WHERE id = $1 FOR UPDATE",
+            &[&current.id],
+        )
+        .await?
+        .ok_or_else(dashboard_not_found)?
+        .get(0);
+    if let Some(expected) = expected_version
+        && expected != version
+    {
+        return Err(ApiError::precondition_failed(format!(
+            "the dashboard is at version {version}, not {expected}; read it again before writing"
+        )));
+    }
+    let next = version + 1;
+    let key = yaml_key(current.id, next);
+    tx.execute(
+        "UPDATE dashboards SET version = $2, yaml_key = $3, connection_id = $4, title = $5, description = $6, \
+         view_type = $7, refresh_every_secs = $8, cache_ttl_secs = $9, updated_at = now() WHERE id = $1",
+        &[
+            &current.id,
+            &next,
+            &key,
+            &meta.connection_id,
+            &meta.title,
+            &meta.description,
+            &meta.view_type,
+            &meta.refresh_every_secs,
+            &meta.cache_ttl_secs,
+        ],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO dashboard_versions (dashboard_id, version, yaml_key, sha256, size_bytes, created_by) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[&current.id, &next, &key, &sha256_hex(yaml.as_bytes()), &i32::try_from(yaml.len()).unwrap_or(i32::MAX), &user.id],
+    )
+    .await?;
+    match state
+        .buckets
+        .dashboards
+        .create(&key, Bytes::copy_from_slice(yaml.as_bytes()))
+        .await
+    {
+        Ok(_) => {}
+        // A leftover of an update that never committed: this version number is ours now.
+        Err(BlobError::AlreadyExists(_)) => {
+            state
+                .buckets
+                .dashboards
+                .put(&key, Bytes::copy_from_slice(yaml.as_bytes()))
+                .await
+                .map_err(|e| ApiError::unavailable(anyhow::Error::new(e)))?;
+        }
+        Err(e) => return Err(ApiError::unavailable(anyhow::Error::new(e))),
+    }
+    // Read inside the transaction, under the row lock: the version and ETag answered are
+    // the ones this request created, not a concurrent writer's that committed just after.
+    let updated = reload(&tx, current.id).await?;
+    if let Err(e) = tx.commit().await {
+        let _ = state.buckets.dashboards.delete(&key).await;
+        return Err(e.into());
+    }
+    Ok(updated)
+}
+
+/// The YAML of the current version, or of `version`.
+pub async fn yaml(
+    state: &AppState,
+    dashboard: &Dashboard,
+    version: Option<i32>,
+) -> ApiResult<(i32, Bytes)> {
+    let (version, key) = match version {
+        None => (dashboard.version, dashboard.yaml_key.clone()),
+        Some(v) => {
+            let client = state.edge.db.get().await?;
+            let row = client
+                .query_opt(
+                    "SELECT yaml_key FROM dashboard_versions WHERE dashboard_id = $1 AND version = $2",
+                    &[&dashboard.id, &v],
+                )
+                .await?
+                .ok_or_else(|| ApiError::not_found("version_not_found", format!("the dashboard has no version {v}")))?;
+            (v, row.get(0))
+        }
+    };
+    let blob = state
+        .buckets
+        .dashboards
+        .get(&key)
+        .await
+        .map_err(|e| match e {
+            BlobError::NotFound(_) => ApiError::internal(anyhow::anyhow!(
+                "the YAML of {} v{version} is missing",
+                dashboard.slug
+            )),
+            other => ApiError::unavailable(anyhow::Error::new(other)),
+        })?;
+    Ok((version, blob.bytes))
+}
+
+/// Deletes the dashboard: its rows first (so it is gone at once), then every object it had
+/// (YAML versions and cached results); objects that cannot be deleted are logged. Of
+/// concurrent deletes one succeeds and the others find nothing (404).
+pub async fn delete(state: &AppState, dashboard: &Dashboard) -> ApiResult<()> {
+    let mut client = state.edge.db.get().await?;
+    let tx = client.transaction().await?;
+    tx.query_opt(
+        "SELECT id FROM dashboards WHERE id = $1 FOR UPDATE",
+        &[&dashboard.id],
+    )
+    .await?
+    .ok_or_else(dashboard_not_found)?;
+    let yaml_keys: Vec<String> = tx
+        .query(
+            "SELECT yaml_key FROM dashboard_versions WHERE dashboard_id = $1",
+            &[&dashboard.id],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let cache_keys: Vec<String> = tx
+        .query(
+            "SELECT blob_key FROM query_cache WHERE dashboard_id = $1",
+            &[&dashboard.id],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let deleted = tx
+        .execute("DELETE FROM dashboards WHERE id = $1", &[&dashboard.id])
+        .await?;
+    if deleted == 0 {
+        return Err(dashboard_not_found());
+    }
+    tx.commit().await?;
+    drop(client);
+    state.serving.forget_dashboard(dashboard.id).await;
+    for key in &yaml_keys {
+        if let Err(e) = state.buckets.dashboards.delete(key).await {
+            tracing::error!(error = %e, key, "orphaned dashboard YAML");
+        }
+    }
+    for key in &cache_keys {
+        if let Err(e) = state.buckets.cache.delete(key).await {
+            tracing::warn!(error = %e, key, "orphaned cached result");
+        }
+    }
+    Ok(())
+}

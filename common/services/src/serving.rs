@@ -1,0 +1,932 @@
+//! Serving a dashboard's data, fast and cheaply.
+//!
+//! The current version's YAML is compiled once per process into a plan of self-contained
+//! queries. Each query's result is keyed `dash:{slug}:q:{hash}:v:{version}`, the hash
+//! covering everything that makes the result: the dashboard's own id (a slug can be
+//! deleted and taken again by another team; an id is never reused), its team and
+//! connection, the compiled SQL, the bound parameter values and the limits that shape the
+//! rows. So no entry is ever served to another dashboard, and an entry of a deleted
+//! dashboard is unreachable in every process (a request resolves the slug to the live
+//! dashboard first); the deleting process also drops its entries at once. Keys are looked
+//! up in three places:
+//! an in-process cache (L1, each entry expiring with its TTL), then the cache bucket through
+//! its Postgres index (L2, with expiry and hit counts), then the warehouse. Concurrent misses
+//! on one key run the warehouse query once. Queries run in parallel, bounded; one failing
+//! yields an error for that query only. Results are bounded in bytes: a query whose result
+//! is over the cap answers `result_too_large`, and the whole response stays under a budget
+//! (a buffered Lambda response can carry 6 MB), queries past it answering
+//! `response_too_large`. The in-process caches are bounded in bytes too. Precompute walks
+//! the same path.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use futures::{StreamExt, stream::FuturesUnordered};
+use serde::Serialize;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use dashboard::{
+    compile::{CompiledQuery, compile},
+    spec::DashboardSpec,
+    validate,
+};
+
+use edge::{ApiError, ApiResult};
+
+use crate::{
+    AppState, connections::CONNECTION_COLUMNS, connections::Connection,
+    connections::connection_not_found, dashboards, dashboards::Dashboard,
+};
+
+use platform::{
+    warehouse::Dialect, warehouse::Limits, warehouse::Param, warehouse::ParamValue,
+    warehouse::WarehouseError,
+};
+
+/// Queries of one dashboard run at once.
+pub const QUERY_PARALLELISM: usize = 8;
+/// Dashboards warmed at once by the scheduler.
+pub const WARM_PARALLELISM: usize = 4;
+
+/// A compiled version of a dashboard.
+pub struct Plan {
+    pub dashboard_id: Uuid,
+    /// Bytes of the YAML it was compiled from (its weight in the plan cache).
+    pub yaml_bytes: usize,
+    pub version: i32,
+    pub dialect: Dialect,
+    pub spec: DashboardSpec,
+    pub queries: Vec<CompiledQuery>,
+    /// Per query, a digest of what makes its results and does not change with a request:
+    /// the dashboard's id, team and connection, the version, the query's id and compiled
+    /// SQL. A request's key adds the bound values and the limits ([`cache_key`]).
+    identities: Vec<[u8; 32]>,
+}
+
+/// The request-independent part of a query's cache identity.
+fn identity(dashboard: &Dashboard, query: &CompiledQuery) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(b"bridge-result-v1\0");
+    ctx.update(dashboard.id.as_bytes());
+    ctx.update(dashboard.team_id.as_bytes());
+    ctx.update(dashboard.connection_id.as_bytes());
+    ctx.update(&dashboard.version.to_le_bytes());
+    for part in [&query.id, &query.sql, &query.hash] {
+        ctx.update(&(part.len() as u64).to_le_bytes());
+        ctx.update(part.as_bytes());
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// One query's result, as cached.
+pub struct CachedResult {
+    /// The dashboard it belongs to: deleting the dashboard drops it.
+    pub dashboard_id: Uuid,
+    /// `"columns":[…],"rows":[…]`: the object's members, ready to splice into a response.
+    pub body: Bytes,
+    pub row_count: usize,
+    pub truncated: bool,
+    pub bytes_scanned: Option<u64>,
+    pub duration_ms: u64,
+    pub cached_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+struct UntilExpiry;
+
+impl moka::Expiry<String, Arc<CachedResult>> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _: &String,
+        v: &Arc<CachedResult>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        let left = v.expires_at - OffsetDateTime::now_utc();
+        Some(Duration::try_from(left).unwrap_or(Duration::ZERO))
+    }
+}
+
+/// The serving caches, one per process (in `AppState`).
+pub struct Serving {
+    plans: moka::future::Cache<(Uuid, i32), Arc<Plan>>,
+    results: moka::future::Cache<String, Arc<CachedResult>>,
+    hits: Mutex<(HashMap<String, i64>, Instant)>,
+}
+
+/// The plan cache's budget, in bytes of YAML (plans are a few times their YAML).
+const PLAN_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+impl Serving {
+    /// Caches whose results take at most `result_bytes` bytes in all.
+    pub fn new(result_bytes: u64) -> Self {
+        Self {
+            plans: moka::future::Cache::builder()
+                .weigher(|_, p: &Arc<Plan>| {
+                    u32::try_from(p.yaml_bytes.saturating_mul(4)).unwrap_or(u32::MAX)
+                })
+                .max_capacity(PLAN_CACHE_BYTES)
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
+            results: moka::future::Cache::builder()
+                .weigher(|k: &String, v: &Arc<CachedResult>| {
+                    u32::try_from(v.body.len() + k.len() + 128).unwrap_or(u32::MAX)
+                })
+                .max_capacity(result_bytes)
+                .expire_after(UntilExpiry)
+                .build(),
+            hits: Mutex::new((HashMap::new(), Instant::now())),
+        }
+    }
+}
+
+/// Hit counts reach Postgres in batches, not one write per request.
+const HIT_FLUSH_EVERY: Duration = Duration::from_secs(5);
+
+impl Serving {
+    /// Drops what this process holds in memory (plans and results); the cache bucket
+    /// still has the results.
+    pub fn forget_in_memory(&self) {
+        self.plans.invalidate_all();
+        self.results.invalidate_all();
+    }
+
+    /// Drops a deleted dashboard's plans and results from this process's memory.
+    pub async fn forget_dashboard(&self, dashboard_id: Uuid) {
+        crate::caches::invalidate_where(&self.plans, |(id, _), _| *id == dashboard_id).await;
+        crate::caches::invalidate_where(&self.results, |_, r| r.dashboard_id == dashboard_id).await;
+    }
+
+    /// Bytes the in-process result cache holds now (after pending evictions).
+    pub async fn result_bytes(&self) -> u64 {
+        self.results.run_pending_tasks().await;
+        self.results.weighted_size()
+    }
+
+    fn count_hit(&self, state: &AppState, key: &str) {
+        let batch = {
+            let mut guard = self.hits.lock().unwrap_or_else(|p| p.into_inner());
+            *guard.0.entry(key.to_owned()).or_default() += 1;
+            if guard.1.elapsed() < HIT_FLUSH_EVERY {
+                return;
+            }
+            guard.1 = Instant::now();
+            std::mem::take(&mut guard.0)
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let (keys, counts): (Vec<String>, Vec<i64>) = batch.into_iter().unzip();
+            let result = async {
+                let client = state.edge.db.get().await?;
+                client
+                    .execute(
+                        "UPDATE query_cache q SET hits = q.hits + u.n, last_hit_at = now() \
+                         FROM unnest($1::text[], $2::int8[]) AS u(key, n) WHERE q.cache_key = u.key",
+                        &[&keys, &counts],
+                    )
+                    .await?;
+                Ok::<_, ApiError>(())
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "flushing cache hit counts");
+            }
+        });
+    }
+}
+
+/// The plan of the dashboard's current version, compiled once per process.
+pub async fn plan(state: &AppState, dashboard: &Dashboard) -> ApiResult<Arc<Plan>> {
+    state
+        .serving
+        .plans
+        .try_get_with((dashboard.id, dashboard.version), async {
+            let (_, yaml) = dashboards::yaml(state, dashboard, None).await?;
+            let text = std::str::from_utf8(&yaml).map_err(ApiError::internal)?;
+            let parsed = validate::parse(text);
+            let spec = parsed.spec.ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!(
+                    "stored YAML of {} v{} no longer parses",
+                    dashboard.slug,
+                    dashboard.version
+                ))
+            })?;
+            let client = state.edge.db.get().await?;
+            let row = client
+                .query_one(
+                    "SELECT warehouse_type FROM connections WHERE id = $1",
+                    &[&dashboard.connection_id],
+                )
+                .await?;
+            let dialect = Dialect::parse(row.get(0)).unwrap_or(Dialect::Postgres);
+            let (queries, errors) = compile(&spec, dialect);
+            if !errors.is_empty() || !parsed.errors.is_empty() {
+                return Err(ApiError::internal(anyhow::anyhow!(
+                    "stored YAML of {} v{} is no longer valid: {errors:?} {:?}",
+                    dashboard.slug,
+                    dashboard.version,
+                    parsed.errors
+                )));
+            }
+            let identities = queries.iter().map(|q| identity(dashboard, q)).collect();
+            Ok::<_, ApiError>(Arc::new(Plan {
+                dashboard_id: dashboard.id,
+                yaml_bytes: yaml.len(),
+                version: dashboard.version,
+                dialect,
+                spec,
+                queries,
+                identities,
+            }))
+        })
+        .await
+        .map_err(|e: Arc<ApiError>| {
+            Arc::try_unwrap(e).unwrap_or_else(|e| ApiError::new(e.status, e.code, e.detail.clone()))
+        })
+}
+
+/// Parameter values from a query string, typed by the dashboard's `parameters`, defaults
+/// applied. Unknown names and ill-typed values are refused, naming the parameter.
+pub fn bind_parameters(
+    spec: &DashboardSpec,
+    raw: &[(String, String)],
+) -> ApiResult<HashMap<String, ParamValue>> {
+    let mut values = HashMap::new();
+    for (name, value) in raw {
+        let Some(p) = spec.parameters.iter().find(|p| &p.id == name) else {
+            let known: Vec<&str> = spec.parameters.iter().map(|p| p.id.as_str()).collect();
+            return Err(ApiError::invalid_field(
+                name.clone(),
+                if known.is_empty() {
+                    "is not a parameter of this dashboard (it has none)".to_owned()
+                } else {
+                    format!(
+                        "is not a parameter of this dashboard (it has {})",
+                        known.join(", ")
+                    )
+                },
+            ));
+        };
+        if values.contains_key(name) {
+            return Err(ApiError::invalid_field(
+                name.clone(),
+                "is given more than once",
+            ));
+        }
+        let v = p
+            .r#type
+            .parse_value(value)
+            .map_err(|m| ApiError::invalid_field(name.clone(), m))?;
+        if let Some(allowed) = &p.allowed {
+            let ok = allowed
+                .iter()
+                .any(|a| p.r#type.from_json(a).ok().as_ref() == Some(&v));
+            if !ok {
+                return Err(ApiError::invalid_field(
+                    name.clone(),
+                    "is not one of the allowed values",
+                ));
+            }
+        }
+        values.insert(name.clone(), v);
+    }
+    for p in &spec.parameters {
+        if values.contains_key(&p.id) {
+            continue;
+        }
+        match &p.default {
+            Some(d) => {
+                let v = p
+                    .r#type
+                    .from_json(d)
+                    .map_err(|m| ApiError::internal(anyhow::anyhow!("default of {}: {m}", p.id)))?;
+                values.insert(p.id.clone(), v);
+            }
+            None if p.required => {
+                return Err(ApiError::invalid_field(
+                    p.id.clone(),
+                    "is required by this dashboard",
+                ));
+            }
+            None => {}
+        }
+    }
+    Ok(values)
+}
+
+/// How one query was answered.
+pub enum Outcome {
+    Served {
+        result: Arc<CachedResult>,
+        cache_hit: bool,
+    },
+    Failed {
+        code: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Serialize)]
+struct Metadata {
+    row_count: usize,
+    truncated: bool,
+    bytes_scanned: Option<u64>,
+    duration_ms: u64,
+    cache_hit: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    cached_at: OffsetDateTime,
+}
+
+impl Outcome {
+    /// The query's object in a response.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Outcome::Served { result, cache_hit } => {
+                out.push(b'{');
+                out.extend_from_slice(&result.body);
+                out.extend_from_slice(b",\"metadata\":");
+                let meta = Metadata {
+                    row_count: result.row_count,
+                    truncated: result.truncated,
+                    bytes_scanned: result.bytes_scanned,
+                    duration_ms: result.duration_ms,
+                    cache_hit: *cache_hit,
+                    cached_at: result.cached_at,
+                };
+                let _ = serde_json::to_writer(&mut *out, &meta);
+                out.push(b'}');
+            }
+            Outcome::Failed { code, message } => {
+                let _ = serde_json::to_writer(
+                    &mut *out,
+                    &serde_json::json!({ "error": { "code": code, "message": message } }),
+                );
+            }
+        }
+    }
+}
+
+/// The key of one query's result: `dash:{slug}:q:{hash}:v:{version}`, where the hash covers
+/// everything that makes the result (see the module's documentation): the plan's identity of
+/// the query, the bound values (names, types and values) and the limits. The slug and version
+/// are there for people reading the index; the hash alone tells entries apart.
+fn cache_key(
+    dashboard: &Dashboard,
+    identity: &[u8; 32],
+    params: &[Param],
+    limits: &Limits,
+) -> String {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(identity);
+    ctx.update(&(limits.max_rows as u64).to_le_bytes());
+    ctx.update(&(limits.max_result_bytes as u64).to_le_bytes());
+    for p in params {
+        ctx.update(&(p.name.len() as u64).to_le_bytes());
+        ctx.update(p.name.as_bytes());
+        let value = match &p.value {
+            ParamValue::Bool(b) => vec![b'b', u8::from(*b)],
+            ParamValue::Int(i) => [&[b'i'][..], &i.to_le_bytes()].concat(),
+            ParamValue::Float(f) => [&[b'f'][..], &f.to_bits().to_le_bytes()].concat(),
+            ParamValue::String(s) => {
+                [&[b's'][..], &(s.len() as u64).to_le_bytes(), s.as_bytes()].concat()
+            }
+            ParamValue::Date(d) => [&[b'd'][..], &d.to_julian_day().to_le_bytes()].concat(),
+            ParamValue::Timestamp(t) => {
+                [&[b't'][..], &t.unix_timestamp_nanos().to_le_bytes()].concat()
+            }
+        };
+        ctx.update(&value);
+    }
+    let digest = ctx.finish();
+    format!(
+        "dash:{}:q:{}:v:{}",
+        dashboard.slug,
+        base::crypto::hex(&digest.as_ref()[..16]),
+        dashboard.version
+    )
+}
+
+fn blob_key(dashboard_id: Uuid, version: i32, query_id: &str, key: &str) -> String {
+    let hash = key
+        .split(":q:")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .unwrap_or("x");
+    format!("results/{dashboard_id}/v{version}/{query_id}/{hash}.json")
+}
+
+/// The limits a dashboard's queries run under: the settings', narrowed by the team's.
+pub fn limits(state: &AppState, dashboard: &Dashboard) -> Limits {
+    let w = &state.edge.settings.warehouse;
+    Limits {
+        max_bytes: dashboard.max_bytes_billed,
+        timeout: w.query_timeout,
+        max_rows: w.max_rows,
+        max_result_bytes: dashboard
+            .max_result_bytes
+            .map_or(w.max_result_bytes, |team| team.min(w.max_result_bytes)),
+    }
+}
+
+/// The result stored in the cache bucket: the body and what metadata needs.
+#[derive(Serialize, serde::Deserialize)]
+struct StoredResult {
+    body: String,
+    row_count: usize,
+    truncated: bool,
+    bytes_scanned: Option<u64>,
+    duration_ms: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    cached_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+}
+
+/// L2, then the warehouse. Returns the result and whether the warehouse ran.
+async fn load_or_run(
+    state: &AppState,
+    dashboard: &Dashboard,
+    plan: &Plan,
+    query: &CompiledQuery,
+    params: &[Param],
+    limits: &Limits,
+    key: &str,
+) -> Result<(Arc<CachedResult>, bool), (&'static str, String)> {
+    let internal = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, key, "serving a query");
+        ("internal", "an internal error occurred".to_owned())
+    };
+    let client = state.edge.db.get().await.map_err(|e| internal(&e))?;
+    let indexed = client
+        .query_opt(
+            "SELECT blob_key FROM query_cache WHERE cache_key = $1 AND dashboard_id = $2 AND expires_at > now()",
+            &[&key, &dashboard.id],
+        )
+        .await
+        .map_err(|e| internal(&e))?;
+    if let Some(row) = indexed {
+        let blob_key: String = row.get(0);
+        if let Ok(blob) = state.buckets.cache.get(&blob_key).await
+            && let Ok(stored) = serde_json::from_slice::<StoredResult>(&blob.bytes)
+            && stored.body.len() <= limits.max_result_bytes
+        {
+            return Ok((
+                Arc::new(CachedResult {
+                    dashboard_id: dashboard.id,
+                    body: Bytes::from(stored.body),
+                    row_count: stored.row_count,
+                    truncated: stored.truncated,
+                    bytes_scanned: stored.bytes_scanned,
+                    duration_ms: stored.duration_ms,
+                    cached_at: stored.cached_at,
+                    expires_at: stored.expires_at,
+                }),
+                false,
+            ));
+        }
+    }
+    let connection_row = client
+        .query_opt(
+            &format!("SELECT {CONNECTION_COLUMNS} FROM connections c WHERE c.id = $1"),
+            &[&dashboard.connection_id],
+        )
+        .await
+        .map_err(|e| internal(&e))?
+        .ok_or_else(|| {
+            (
+                "connection_not_found",
+                connection_not_found().detail.to_string(),
+            )
+        })?;
+    drop(client);
+    let connection = Connection::from_row(&connection_row);
+    let warehouse = state
+        .warehouses
+        .open(
+            &state.edge.settings,
+            &*state.buckets.credentials,
+            &*state.key_ring,
+            &connection,
+        )
+        .await
+        .map_err(|e| (e.code, e.detail.to_string()))?;
+    let started = Instant::now();
+    let result = warehouse
+        .query(&query.sql, params, limits)
+        .await
+        .map_err(|e: WarehouseError| (e.code(), e.to_string()))?;
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let (row_count, truncated, bytes_scanned) =
+        (result.rows.len(), result.truncated, result.bytes_scanned);
+    #[derive(Serialize)]
+    struct Body<'a> {
+        columns: &'a [platform::warehouse::Column],
+        rows: &'a [Vec<serde_json::Value>],
+    }
+    let mut body = serde_json::to_vec(&Body {
+        columns: &result.columns,
+        rows: &result.rows,
+    })
+    .map_err(|e| internal(&e))?;
+    drop(result);
+    // The adapters stop reading past the cap by an estimate; this is the exact check.
+    if body.len() > limits.max_result_bytes + 2 {
+        let e = WarehouseError::ResultTooLarge {
+            limit: limits.max_result_bytes,
+        };
+        return Err((e.code(), e.to_string()));
+    }
+    // Keep the members only: `{"columns":…,"rows":…}` → `"columns":…,"rows":…`.
+    body.pop();
+    body.remove(0);
+    let now = OffsetDateTime::now_utc();
+    let ttl = plan.spec.cache_ttl();
+    let expires_at = now + ttl;
+    let cached = CachedResult {
+        dashboard_id: dashboard.id,
+        body: Bytes::from(body),
+        row_count,
+        truncated,
+        bytes_scanned,
+        duration_ms,
+        cached_at: now,
+        expires_at,
+    };
+    store_l2(state, dashboard, query, key, &cached).await;
+    Ok((Arc::new(cached), true))
+}
+
+/// Writes a fresh result to the cache bucket and its index. A failure only costs a future
+/// miss, so it is logged, not returned.
+async fn store_l2(
+    state: &AppState,
+    dashboard: &Dashboard,
+    query: &CompiledQuery,
+    key: &str,
+    r: &CachedResult,
+) {
+    let blob_key = blob_key(dashboard.id, dashboard.version, &query.id, key);
+    let stored = StoredResult {
+        body: String::from_utf8_lossy(&r.body).into_owned(),
+        row_count: r.row_count,
+        truncated: r.truncated,
+        bytes_scanned: r.bytes_scanned,
+        duration_ms: r.duration_ms,
+        cached_at: r.cached_at,
+        expires_at: r.expires_at,
+    };
+    let outcome = async {
+        let bytes = serde_json::to_vec(&stored)?;
+        let size = i32::try_from(bytes.len()).unwrap_or(i32::MAX);
+        state.buckets.cache.put(&blob_key, Bytes::from(bytes)).await?;
+        let client = state.edge.db.get().await?;
+        client
+            .execute(
+                "INSERT INTO query_cache (cache_key, dashboard_id, version, query_id, blob_key, row_count, bytes_scanned, \
+                                          size_bytes, duration_ms, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (cache_key) DO UPDATE SET blob_key = EXCLUDED.blob_key, row_count = EXCLUDED.row_count, \
+                   bytes_scanned = EXCLUDED.bytes_scanned, size_bytes = EXCLUDED.size_bytes, duration_ms = EXCLUDED.duration_ms, \
+                   created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at",
+                &[
+                    &key,
+                    &dashboard.id,
+                    &dashboard.version,
+                    &query.id,
+                    &blob_key,
+                    &i32::try_from(r.row_count).unwrap_or(i32::MAX),
+                    &r.bytes_scanned.map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
+                    &size,
+                    &i32::try_from(r.duration_ms).unwrap_or(i32::MAX),
+                    &r.cached_at,
+                    &r.expires_at,
+                ],
+            )
+            .await?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        tracing::warn!(error = %format!("{e:#}"), key, "caching a result");
+    }
+}
+
+/// One query through L1, L2 and the warehouse; concurrent misses share one run.
+async fn answer(
+    state: AppState,
+    dashboard: Arc<Dashboard>,
+    plan: Arc<Plan>,
+    index: usize,
+    values: Arc<HashMap<String, ParamValue>>,
+) -> (usize, Outcome, bool) {
+    let query = &plan.queries[index];
+    let mut params = Vec::with_capacity(query.params.len());
+    for name in &query.params {
+        match values.get(name) {
+            Some(v) => params.push(Param {
+                name: name.clone(),
+                value: v.clone(),
+            }),
+            None => {
+                let outcome = Outcome::Failed {
+                    code: "parameter_required",
+                    message: format!(
+                        "this query needs the parameter `{name}`, which has no default"
+                    ),
+                };
+                return (index, outcome, false);
+            }
+        }
+    }
+    let limits = limits(&state, &dashboard);
+    let key = cache_key(&dashboard, &plan.identities[index], &params, &limits);
+    if let Some(result) = state.serving.results.get(&key).await {
+        state.serving.count_hit(&state, &key);
+        return (
+            index,
+            Outcome::Served {
+                result,
+                cache_hit: true,
+            },
+            false,
+        );
+    }
+    let ran = std::sync::atomic::AtomicBool::new(false);
+    let loaded = state
+        .serving
+        .results
+        .try_get_with(key.clone(), async {
+            let (result, executed) =
+                load_or_run(&state, &dashboard, &plan, query, &params, &limits, &key).await?;
+            ran.store(executed, std::sync::atomic::Ordering::Relaxed);
+            Ok::<_, (&'static str, String)>(result)
+        })
+        .await;
+    let executed = ran.load(std::sync::atomic::Ordering::Relaxed);
+    match loaded {
+        Ok(result) => {
+            if !executed {
+                state.serving.count_hit(&state, &key);
+            }
+            (
+                index,
+                Outcome::Served {
+                    result,
+                    cache_hit: !executed,
+                },
+                executed,
+            )
+        }
+        Err(e) => (
+            index,
+            Outcome::Failed {
+                code: e.0,
+                message: e.1.clone(),
+            },
+            false,
+        ),
+    }
+}
+
+/// Answers the chosen queries (all when `only` is `None`), in parallel, in plan order.
+/// Returns each outcome and how many ran on the warehouse.
+pub async fn run(
+    state: &AppState,
+    dashboard: Arc<Dashboard>,
+    plan: Arc<Plan>,
+    values: HashMap<String, ParamValue>,
+    only: Option<usize>,
+) -> (Vec<(String, Outcome)>, usize) {
+    let values = Arc::new(values);
+    let indices: Vec<usize> = match only {
+        Some(i) => vec![i],
+        None => (0..plan.queries.len()).collect(),
+    };
+    let mut pending = indices.into_iter();
+    let mut running = FuturesUnordered::new();
+    for i in pending.by_ref().take(QUERY_PARALLELISM) {
+        running.push(answer(
+            state.clone(),
+            dashboard.clone(),
+            plan.clone(),
+            i,
+            values.clone(),
+        ));
+    }
+    let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
+    let mut executed = 0;
+    while let Some((i, outcome, ran)) = running.next().await {
+        if let Some(next) = pending.next() {
+            running.push(answer(
+                state.clone(),
+                dashboard.clone(),
+                plan.clone(),
+                next,
+                values.clone(),
+            ));
+        }
+        executed += usize::from(ran);
+        outcomes.push((i, outcome));
+    }
+    outcomes.sort_by_key(|(i, _)| *i);
+    (
+        outcomes
+            .into_iter()
+            .map(|(i, o)| (plan.queries[i].id.clone(), o))
+            .collect(),
+        executed,
+    )
+}
+
+/// The whole dashboard's data response, at most `budget` bytes: a query whose data would
+/// take the response past it (in plan order) answers `response_too_large` instead, and can
+/// still be read alone through the one-query route.
+pub fn render_dashboard(
+    dashboard: &Dashboard,
+    outcomes: &[(String, Outcome)],
+    budget: usize,
+) -> Vec<u8> {
+    /// Room for a query's metadata, or for the error that replaces it.
+    const ROOM: usize = 512;
+    let wanted: usize = outcomes
+        .iter()
+        .map(|(_, o)| match o {
+            Outcome::Served { result, .. } => result.body.len() + ROOM,
+            Outcome::Failed { .. } => ROOM,
+        })
+        .sum();
+    let mut out = Vec::with_capacity(wanted.min(budget) + 128);
+    out.extend_from_slice(b"{\"dashboard_slug\":");
+    let _ = serde_json::to_writer(&mut out, &dashboard.slug);
+    out.extend_from_slice(format!(",\"version\":{},\"queries\":{{", dashboard.version).as_bytes());
+    for (n, (id, outcome)) in outcomes.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut out, id);
+        out.push(b':');
+        match outcome {
+            Outcome::Served { result, .. } if out.len() + result.body.len() + 2 * ROOM > budget => {
+                Outcome::Failed {
+                    code: "response_too_large",
+                    message: format!(
+                        "with this query the dashboard's data would be over the response budget of {budget} \
+                         bytes; read it alone from /v1/dashboards/{}/query/{id}/data",
+                        dashboard.slug
+                    ),
+                }
+                .write_json(&mut out);
+            }
+            _ => outcome.write_json(&mut out),
+        }
+    }
+    out.extend_from_slice(b"}}");
+    out
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QueryFailure {
+    pub query: String,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PrecomputeReport {
+    pub dashboard_slug: String,
+    pub version: i32,
+    pub queries_executed: usize,
+    pub cache_hits: usize,
+    pub errors: Vec<QueryFailure>,
+    pub duration_ms: u64,
+}
+
+/// Fills the cache for the dashboard's current version with default parameter values.
+pub async fn precompute(state: &AppState, dashboard: Dashboard) -> ApiResult<PrecomputeReport> {
+    let started = Instant::now();
+    let plan = plan(state, &dashboard).await?;
+    let values = bind_parameters(&plan.spec, &[]).unwrap_or_default();
+    let dashboard = Arc::new(dashboard);
+    let (outcomes, executed) = run(state, dashboard.clone(), plan, values, None).await;
+    let mut hits = 0;
+    let mut errors = Vec::new();
+    for (id, o) in &outcomes {
+        match o {
+            Outcome::Served {
+                cache_hit: true, ..
+            } => hits += 1,
+            Outcome::Served { .. } => {}
+            Outcome::Failed { code, message } => {
+                errors.push(QueryFailure {
+                    query: id.clone(),
+                    code: (*code).to_owned(),
+                    message: message.clone(),
+                });
+            }
+        }
+    }
+    let client = state.edge.db.get().await?;
+    client
+        .execute(
+            "UPDATE dashboards SET last_precomputed_at = now() WHERE id = $1",
+            &[&dashboard.id],
+        )
+        .await?;
+    Ok(PrecomputeReport {
+        dashboard_slug: dashboard.slug.clone(),
+        version: dashboard.version,
+        queries_executed: executed,
+        cache_hits: hits,
+        errors,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WarmReport {
+    pub dashboards: Vec<PrecomputeReport>,
+    /// Dashboards that could not be warmed at all, and why.
+    pub failures: Vec<QueryFailure>,
+    /// Expired cached results removed.
+    pub expired_removed: usize,
+    pub duration_ms: u64,
+}
+
+async fn warm_one(state: AppState, dashboard: Dashboard) -> Result<PrecomputeReport, QueryFailure> {
+    let slug = dashboard.slug.clone();
+    precompute(&state, dashboard)
+        .await
+        .map_err(|e| QueryFailure {
+            query: slug,
+            code: e.code.to_owned(),
+            message: e.detail.to_string(),
+        })
+}
+
+/// The scheduled entry: warms every dashboard whose `refresh` cadence is due (bounded
+/// concurrency), then removes expired results from the cache bucket and index.
+pub async fn warm_due(state: &AppState) -> ApiResult<WarmReport> {
+    let started = Instant::now();
+    // Scans whose worker died are handed on (or failed) on the same tick.
+    if let Err(e) = crate::catalog::reap(state, None).await {
+        tracing::warn!(error = %e, "looking for abandoned scans");
+    }
+    let client = state.edge.db.get().await?;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {} FROM dashboards d JOIN teams t ON t.id = d.team_id \
+                 WHERE d.refresh_every_secs IS NOT NULL \
+                   AND (d.last_precomputed_at IS NULL \
+                        OR d.last_precomputed_at + make_interval(secs => d.refresh_every_secs) <= now() + interval '30 seconds') \
+                 ORDER BY d.last_precomputed_at NULLS FIRST",
+                dashboards::DASHBOARD_COLUMNS
+            ),
+            &[],
+        )
+        .await?;
+    let due: Vec<Dashboard> = rows.iter().map(Dashboard::from_row).collect();
+    // No pooled connection is held while the warehouses run the queries.
+    drop(client);
+    let mut pending = due.into_iter();
+    let mut running = FuturesUnordered::new();
+    for d in pending.by_ref().take(WARM_PARALLELISM) {
+        running.push(warm_one(state.clone(), d));
+    }
+    let (mut reports, mut failures) = (Vec::new(), Vec::new());
+    while let Some(r) = running.next().await {
+        if let Some(d) = pending.next() {
+            running.push(warm_one(state.clone(), d));
+        }
+        match r {
+            Ok(r) => reports.push(r),
+            Err(f) => failures.push(f),
+        }
+    }
+    let client = state.edge.db.get().await?;
+    let expired = client
+        .query(
+            "DELETE FROM query_cache WHERE expires_at < now() RETURNING blob_key",
+            &[],
+        )
+        .await?;
+    for row in &expired {
+        let key: String = row.get(0);
+        if let Err(e) = state.buckets.cache.delete(&key).await {
+            tracing::warn!(error = %e, key, "removing an expired result");
+        }
+    }
+    Ok(WarmReport {
+        dashboards: reports,
+        failures,
+        expired_removed: expired.len(),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
