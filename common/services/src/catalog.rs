@@ -80,18 +80,18 @@ const SCAN_COLUMNS: &str = "id, connection_id, status, datasets_total, datasets_
 impl ScanRun {
     fn from_row(r: &Row) -> Self {
         Self {
-            scan_id: r.get(0),
-            connection_id: r.get(1),
-            status: r.get(2),
-            datasets_total: r.get(3),
-            datasets_scanned: r.get(4),
-            tables_scanned: r.get(5),
-            tables_skipped: r.get(6),
-            errors: serde_json::from_value(r.get(7)).unwrap_or_default(),
-            bridge_ms: r.get(8),
-            duration_ms: r.get(9),
-            started_at: r.get(10),
-            finished_at: r.get(11),
+            scan_id: r.get("id"),
+            connection_id: r.get("connection_id"),
+            status: r.get("status"),
+            datasets_total: r.get("datasets_total"),
+            datasets_scanned: r.get("datasets_scanned"),
+            tables_scanned: r.get("tables_scanned"),
+            tables_skipped: r.get("tables_skipped"),
+            errors: serde_json::from_value(r.get("errors")).unwrap_or_default(),
+            bridge_ms: r.get("bridge_ms"),
+            duration_ms: r.get("duration_ms"),
+            started_at: r.get("started_at"),
+            finished_at: r.get("finished_at"),
         }
     }
 }
@@ -323,7 +323,7 @@ async fn scan_body(
         Err(e) => {
             errors.push(ScanError {
                 dataset: None,
-                message: e.detail.to_string(),
+                message: e.public_message().into_owned(),
             });
             return finish("failed", &errors, bridge).await;
         }
@@ -605,33 +605,33 @@ const TABLE_COLUMNS: &str = "t.id, t.dataset_id, t.name, t.fully_qualified_name,
 
 fn dataset_from_row(r: &Row) -> Dataset {
     Dataset {
-        id: r.get(0),
-        connection_id: r.get(1),
-        name: r.get(2),
-        fully_qualified_name: r.get(3),
-        description: r.get(4),
-        location: r.get(5),
-        last_modified: r.get(6),
-        table_count: r.get(7),
-        scan_error: r.get(8),
+        id: r.get("id"),
+        connection_id: r.get("connection_id"),
+        name: r.get("name"),
+        fully_qualified_name: r.get("fully_qualified_name"),
+        description: r.get("description"),
+        location: r.get("location"),
+        last_modified: r.get("last_modified"),
+        table_count: r.get("table_count"),
+        scan_error: r.get("scan_error"),
     }
 }
 
 fn table_from_row(r: &Row) -> Table {
     Table {
-        id: r.get(0),
-        dataset_id: r.get(1),
-        name: r.get(2),
-        fully_qualified_name: r.get(3),
-        table_type: r.get(4),
-        row_count: r.get(5),
-        size_bytes: r.get(6),
-        partitioning: r.get(7),
+        id: r.get("id"),
+        dataset_id: r.get("dataset_id"),
+        name: r.get("name"),
+        fully_qualified_name: r.get("fully_qualified_name"),
+        table_type: r.get("table_type"),
+        row_count: r.get("row_count"),
+        size_bytes: r.get("size_bytes"),
+        partitioning: r.get("partitioning"),
         clustering: r
-            .get::<_, Option<serde_json::Value>>(8)
+            .get::<_, Option<serde_json::Value>>("clustering")
             .and_then(|v| serde_json::from_value(v).ok()),
-        last_modified: r.get(9),
-        fingerprint: r.get(10),
+        last_modified: r.get("last_modified"),
+        fingerprint: r.get("fingerprint"),
     }
 }
 
@@ -683,7 +683,7 @@ pub async fn load_dataset(
         .await?
         .ok_or_else(not_found)?;
     require(
-        row.get::<_, Option<&str>>(9).and_then(Role::parse),
+        row.get::<_, Option<&str>>("role").and_then(Role::parse),
         needed,
         not_found,
     )?;
@@ -762,7 +762,7 @@ pub async fn table_columns(
     let client = state.edge.db.get().await?;
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT {TABLE_COLUMNS}, d.name, c.id, m.role FROM tables t JOIN datasets d ON d.id = t.dataset_id \
+            "SELECT {TABLE_COLUMNS}, d.name AS dataset_name, c.id AS connection_id, m.role FROM tables t JOIN datasets d ON d.id = t.dataset_id \
              JOIN connections c ON c.id = d.connection_id \
              LEFT JOIN team_members m ON m.team_id = c.team_id AND m.user_id = $2 WHERE t.id = $1"
         ))
@@ -773,13 +773,13 @@ pub async fn table_columns(
         .await?
         .ok_or_else(not_found)?;
     require(
-        row.get::<_, Option<&str>>(13).and_then(Role::parse),
+        row.get::<_, Option<&str>>("role").and_then(Role::parse),
         Role::Viewer,
         not_found,
     )?;
     let table = table_from_row(&row);
-    let dataset: String = row.get(11);
-    let connection_id: Uuid = row.get(12);
+    let dataset: String = row.get("dataset_name");
+    let connection_id: Uuid = row.get("connection_id");
 
     // Everything that makes the answer: the connection (so no entry crosses a team), the
     // table and its fingerprint (which covers its columns, so a rescan that sees them change
@@ -812,17 +812,9 @@ pub async fn table_columns(
             cached: true,
         });
     }
-    let connection_row = client
-        .query_opt(
-            &format!(
-                "SELECT {} FROM connections c WHERE c.id = $1",
-                crate::connections::CONNECTION_COLUMNS
-            ),
-            &[&connection_id],
-        )
+    let connection = crate::connections::by_id(&client, connection_id)
         .await?
         .ok_or_else(connection_not_found)?;
-    let connection = Connection::from_row(&connection_row);
     drop(client);
     let warehouse = state
         .warehouses

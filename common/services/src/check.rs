@@ -9,7 +9,7 @@ use std::{
     sync::Arc,
 };
 
-use futures::{StreamExt, stream::FuturesUnordered};
+use futures::StreamExt;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -278,15 +278,10 @@ pub async fn check(
             )
             .await?;
         let cap = team_settings.max_bytes_billed();
-        let mut pending = runnable.into_iter();
-        let mut running = FuturesUnordered::new();
-        for i in pending.by_ref().take(DRY_RUN_PARALLELISM) {
-            running.push(dry_run(warehouse.clone(), &spec, &compiled[i], i));
-        }
+        let mut running = futures::stream::iter(runnable)
+            .map(|i| dry_run(warehouse.clone(), &spec, &compiled[i], i))
+            .buffer_unordered(DRY_RUN_PARALLELISM);
         while let Some((i, result)) = running.next().await {
-            if let Some(next) = pending.next() {
-                running.push(dry_run(warehouse.clone(), &spec, &compiled[next], next));
-            }
             let path = format!("queries[{i}].sql");
             match result {
                 Ok(dry) if dry.bytes > cap => errors.push(issue(

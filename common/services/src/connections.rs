@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use crate::error::{ServiceError, ServiceResult};
 use edge::{ApiError, ApiResult, CurrentUser, tenancy::require};
 
 use platform::{
@@ -83,24 +84,24 @@ pub const CONNECTION_COLUMNS: &str = "c.id, c.team_id, c.name, c.warehouse_type,
 impl Connection {
     pub fn from_row(row: &Row) -> Self {
         Self {
-            id: row.get(0),
-            team_id: row.get(1),
-            name: row.get(2),
-            warehouse_type: Dialect::parse(row.get(3)).unwrap_or(Dialect::Postgres),
-            status: ConnectionStatus::parse(row.get(4)),
-            validation_error: row.get(5),
-            validated_at: row.get(6),
-            details: row.get(7),
-            created_by: row.get(8),
-            created_at: row.get(9),
-            updated_at: row.get(10),
-            credentials_key: row.get(11),
+            id: row.get("id"),
+            team_id: row.get("team_id"),
+            name: row.get("name"),
+            warehouse_type: Dialect::parse(row.get("warehouse_type")).unwrap_or(Dialect::Postgres),
+            status: ConnectionStatus::parse(row.get("status")),
+            validation_error: row.get("validation_error"),
+            validated_at: row.get("validated_at"),
+            details: row.get("details"),
+            created_by: row.get("created_by"),
+            created_at: row.get("created_at"),
+            updated_at: row.get("updated_at"),
+            credentials_key: row.get("credentials_key"),
         }
     }
 }
 
 pub fn connection_not_found() -> ApiError {
-    ApiError::not_found("connection_not_found", "no such connection")
+    ServiceError::ConnectionNotFound.into()
 }
 
 /// The connection and the caller's role in its team; 404 for non-members, 403 below `needed`.
@@ -120,7 +121,7 @@ pub async fn load(
         .query_opt(&stmt, &[&id, &user.id])
         .await?
         .ok_or_else(connection_not_found)?;
-    let role = row.get::<_, Option<&str>>(12).and_then(Role::parse);
+    let role = row.get::<_, Option<&str>>("role").and_then(Role::parse);
     let role = require(role, needed, connection_not_found)?;
     Ok((Connection::from_row(&row), role))
 }
@@ -128,6 +129,144 @@ pub async fn load(
 /// Where a connection's sealed credentials live in the credentials bucket.
 pub fn credentials_key(team_id: Uuid, connection_id: Uuid) -> String {
     format!("teams/{team_id}/connections/{connection_id}/credentials.json")
+}
+
+// ------------------------------------------------------------------ the `connections` table
+// Every statement on `connections` is here (the catalog's and the dashboards' tenancy joins
+// aside).
+
+/// A connection by id, with no tenancy check: for work that already holds the right to it
+/// (serving a dashboard of its team, a scan job, a validation after [`load`]).
+pub async fn by_id(
+    client: &impl deadpool_postgres::GenericClient,
+    id: Uuid,
+) -> Result<Option<Connection>, tokio_postgres::Error> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections c WHERE c.id = $1"
+        ))
+        .await?;
+    Ok(client
+        .query_opt(&stmt, &[&id])
+        .await?
+        .map(|row| Connection::from_row(&row)))
+}
+
+/// The warehouse type of a connection, when it exists.
+pub async fn dialect_of(
+    client: &impl deadpool_postgres::GenericClient,
+    id: Uuid,
+) -> Result<Option<Dialect>, tokio_postgres::Error> {
+    let stmt = client
+        .prepare_cached("SELECT warehouse_type FROM connections WHERE id = $1")
+        .await?;
+    Ok(client
+        .query_opt(&stmt, &[&id])
+        .await?
+        .map(|row| Dialect::parse(row.get("warehouse_type")).unwrap_or(Dialect::Postgres)))
+}
+
+/// What a new connection is made of (its credentials already sealed under `credentials_key`).
+pub struct NewRow<'a> {
+    pub id: Uuid,
+    pub team_id: Uuid,
+    pub name: &'a str,
+    pub dialect: Dialect,
+    pub credentials_key: &'a str,
+    pub key_id: &'a str,
+    pub details: &'a serde_json::Value,
+    pub created_by: Uuid,
+}
+
+/// Inserts a connection; a name the team already uses is a 409.
+pub async fn insert(
+    client: &impl deadpool_postgres::GenericClient,
+    new: &NewRow<'_>,
+) -> ApiResult<Connection> {
+    let inserted = client
+        .query_one(
+            &format!(
+                "WITH c AS (INSERT INTO connections (id, team_id, name, warehouse_type, credentials_key, key_id, details, created_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *) SELECT {CONNECTION_COLUMNS} FROM c"
+            ),
+            &[
+                &new.id,
+                &new.team_id,
+                &new.name,
+                &new.dialect.as_str(),
+                &new.credentials_key,
+                &new.key_id,
+                new.details,
+                &new.created_by,
+            ],
+        )
+        .await;
+    match inserted {
+        Ok(row) => Ok(Connection::from_row(&row)),
+        Err(e) => Err(match storage::db::unique_violation(&e) {
+            Some("connections_team_name_key") => ApiError::conflict(
+                "connection_name_taken",
+                format!("the team already has a connection named `{}`", new.name),
+            ),
+            _ => e.into(),
+        }),
+    }
+}
+
+/// A page of a team's connections, newest first (`after`: the last id of the page before).
+pub async fn list_page(
+    client: &impl deadpool_postgres::GenericClient,
+    team_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Connection>, tokio_postgres::Error> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections c WHERE c.team_id = $1 AND ($2::uuid IS NULL OR c.id < $2) \
+             ORDER BY c.id DESC LIMIT $3"
+        ))
+        .await?;
+    let rows = client.query(&stmt, &[&team_id, &after, &limit]).await?;
+    Ok(rows.iter().map(Connection::from_row).collect())
+}
+
+/// Records a validation's outcome (`error`: why it failed, `None` when it passed).
+pub async fn record_validation(
+    client: &impl deadpool_postgres::GenericClient,
+    id: Uuid,
+    status: ConnectionStatus,
+    error: Option<&str>,
+) -> Result<Connection, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            &format!(
+                "WITH c AS (UPDATE connections SET status = $2, validation_error = $3, \
+                 validated_at = CASE WHEN $2 = 'validated' THEN now() ELSE validated_at END, updated_at = now() \
+                 WHERE id = $1 RETURNING *) SELECT {CONNECTION_COLUMNS} FROM c"
+            ),
+            &[&id, &status.as_str(), &error],
+        )
+        .await?;
+    Ok(Connection::from_row(&row))
+}
+
+/// Deletes a connection inside `tx` (locked first); dashboards still on it make it a 409.
+pub async fn delete(tx: &deadpool_postgres::Transaction<'_>, id: Uuid) -> ApiResult<()> {
+    tx.execute("SELECT 1 FROM connections WHERE id = $1 FOR UPDATE", &[&id])
+        .await?;
+    match tx
+        .execute("DELETE FROM connections WHERE id = $1", &[&id])
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match storage::db::foreign_key_violation(&e) {
+            Some(_) => ApiError::conflict(
+                "connection_in_use",
+                "dashboards use this connection; delete them or point them at another connection first",
+            ),
+            None => e.into(),
+        }),
+    }
 }
 
 /// Seals and stores credentials; only if nothing is stored there yet.
@@ -155,41 +294,25 @@ pub async fn load_credentials(
     blobs: &dyn BlobStore,
     ring: &dyn KeyRing,
     connection: &Connection,
-) -> ApiResult<Zeroizing<Vec<u8>>> {
-    let blob = blobs
-        .get(&connection.credentials_key)
-        .await
-        .map_err(blob_error)?;
+) -> ServiceResult<Zeroizing<Vec<u8>>> {
+    let blob = blobs.get(&connection.credentials_key).await?;
     let envelope: Envelope = serde_json::from_slice(&blob.bytes).map_err(|e| {
-        ApiError::internal(anyhow::Error::new(e).context("the stored envelope is unreadable"))
+        ServiceError::internal(anyhow::Error::new(e).context("the stored envelope is unreadable"))
     })?;
-    keyring::open(
+    Ok(keyring::open(
         ring,
         &Binding::credential(connection.team_id, connection.id),
         &envelope,
     )
-    .await
-    .map_err(keyring_error)
+    .await?)
 }
 
 pub fn keyring_error(e: KeyRingError) -> ApiError {
-    match e {
-        KeyRingError::Undecryptable => ApiError::conflict(
-            "credentials_unreadable",
-            "the stored credentials cannot be decrypted; delete the connection and create it again",
-        ),
-        KeyRingError::Unavailable(source) => ApiError::unavailable(source),
-    }
+    ServiceError::from(e).into()
 }
 
 pub fn blob_error(e: BlobError) -> ApiError {
-    match e {
-        BlobError::NotFound(_) => ApiError::conflict(
-            "credentials_missing",
-            "the connection's credentials are missing; delete the connection and create it again",
-        ),
-        other => ApiError::unavailable(anyhow::Error::new(other)),
-    }
+    ServiceError::from(e).into()
 }
 
 /// A warehouse whose error messages are scrubbed of the secrets it was opened with.
@@ -347,20 +470,17 @@ impl Warehouses {
         blobs: &dyn BlobStore,
         ring: &dyn KeyRing,
         connection: &Connection,
-    ) -> ApiResult<Arc<dyn Warehouse>> {
+    ) -> ServiceResult<Arc<dyn Warehouse>> {
         let key = (connection.id, connection.credentials_key.clone());
         self.cache
             .try_get_with(key, async {
                 let secret = load_credentials(blobs, ring, connection).await?;
-                connect(connection.warehouse_type, &secret, &settings.warehouse)
-                    .await
-                    .map_err(warehouse_error)
+                Ok::<_, ServiceError>(
+                    connect(connection.warehouse_type, &secret, &settings.warehouse).await?,
+                )
             })
             .await
-            .map_err(|e: Arc<ApiError>| {
-                Arc::try_unwrap(e)
-                    .unwrap_or_else(|e| ApiError::new(e.status, e.code, e.detail.clone()))
-            })
+            .map_err(ServiceError::from_shared)
     }
 
     /// Drops the connection's opened warehouses (validation reconnects; deletion ends them).
@@ -369,20 +489,7 @@ impl Warehouses {
     }
 }
 
-/// A warehouse's refusal as an HTTP problem: the customer's warehouse said no (422 for
-/// bad queries and caps, 502 when it is unreachable or rejects the credentials).
+/// A warehouse's refusal as an HTTP problem (see [`ServiceError`] for the statuses).
 pub fn warehouse_error(e: WarehouseError) -> ApiError {
-    use axum::http::StatusCode;
-    let status = match &e {
-        WarehouseError::InvalidQuery(_)
-        | WarehouseError::BytesLimit { .. }
-        | WarehouseError::ResultTooLarge { .. }
-        | WarehouseError::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        WarehouseError::NotFound(_) => StatusCode::NOT_FOUND,
-        WarehouseError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        WarehouseError::Credentials(_)
-        | WarehouseError::PermissionDenied(_)
-        | WarehouseError::Unavailable(_) => StatusCode::BAD_GATEWAY,
-    };
-    ApiError::new(status, e.code(), e.to_string())
+    ServiceError::Warehouse(e).into()
 }

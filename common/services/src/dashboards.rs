@@ -71,26 +71,26 @@ pub const DASHBOARD_COLUMNS: &str = "d.id, d.team_id, d.connection_id, d.slug, d
 
 impl Dashboard {
     pub fn from_row(r: &Row) -> Self {
-        let slug: String = r.get(3);
-        let settings: serde_json::Value = r.get(15);
+        let slug: String = r.get("slug");
+        let settings: serde_json::Value = r.get("settings");
         let team: base::domain::TeamSettings = serde_json::from_value(settings).unwrap_or_default();
         Self {
-            id: r.get(0),
-            team_id: r.get(1),
-            connection_id: r.get(2),
+            id: r.get("id"),
+            team_id: r.get("team_id"),
+            connection_id: r.get("connection_id"),
             yaml_url: format!("/v1/dashboards/{slug}/yaml"),
             slug,
-            title: r.get(4),
-            description: r.get(5),
-            view_type: r.get(6),
-            owner_user_id: r.get(7),
-            version: r.get(8),
-            refresh_every_secs: r.get(9),
-            cache_ttl_secs: r.get(10),
-            last_precomputed_at: r.get(11),
-            created_at: r.get(12),
-            updated_at: r.get(13),
-            yaml_key: r.get(14),
+            title: r.get("title"),
+            description: r.get("description"),
+            view_type: r.get("view_type"),
+            owner_user_id: r.get("owner_user_id"),
+            version: r.get("version"),
+            refresh_every_secs: r.get("refresh_every_secs"),
+            cache_ttl_secs: r.get("cache_ttl_secs"),
+            last_precomputed_at: r.get("last_precomputed_at"),
+            created_at: r.get("created_at"),
+            updated_at: r.get("updated_at"),
+            yaml_key: r.get("yaml_key"),
             max_bytes_billed: team.max_bytes_billed(),
             max_result_bytes: team.max_result_bytes,
         }
@@ -120,7 +120,7 @@ pub async fn load(
         .await?
         .ok_or_else(dashboard_not_found)?;
     let role = require(
-        row.get::<_, Option<&str>>(16).and_then(Role::parse),
+        row.get::<_, Option<&str>>("role").and_then(Role::parse),
         needed,
         dashboard_not_found,
     )?;

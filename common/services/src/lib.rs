@@ -11,8 +11,10 @@ pub mod catalog;
 pub mod check;
 pub mod connections;
 pub mod dashboards;
+pub mod error;
 pub mod jobs;
 pub mod serving;
 pub mod state;
 
+pub use error::{ServiceError, ServiceResult};
 pub use state::{AppState, run_function, run_function_with_events};

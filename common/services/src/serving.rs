@@ -25,7 +25,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures::{StreamExt, stream::FuturesUnordered};
+use futures::StreamExt;
 use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -37,12 +37,10 @@ use dashboard::{
     validate,
 };
 
+use crate::error::{ServiceError, ServiceResult};
 use edge::{ApiError, ApiResult};
 
-use crate::{
-    AppState, connections::CONNECTION_COLUMNS, connections::Connection,
-    connections::connection_not_found, dashboards, dashboards::Dashboard,
-};
+use crate::{AppState, connections, dashboards, dashboards::Dashboard};
 
 use platform::{
     warehouse::Dialect, warehouse::Limits, warehouse::Param, warehouse::ParamValue,
@@ -219,13 +217,9 @@ pub async fn plan(state: &AppState, dashboard: &Dashboard) -> ApiResult<Arc<Plan
                 ))
             })?;
             let client = state.edge.db.get().await?;
-            let row = client
-                .query_one(
-                    "SELECT warehouse_type FROM connections WHERE id = $1",
-                    &[&dashboard.connection_id],
-                )
-                .await?;
-            let dialect = Dialect::parse(row.get(0)).unwrap_or(Dialect::Postgres);
+            let dialect = connections::dialect_of(&client, dashboard.connection_id)
+                .await?
+                .ok_or_else(connections::connection_not_found)?;
             let (queries, errors) = compile(&spec, dialect);
             if !errors.is_empty() || !parsed.errors.is_empty() {
                 return Err(ApiError::internal(anyhow::anyhow!(
@@ -327,10 +321,7 @@ pub enum Outcome {
         result: Arc<CachedResult>,
         cache_hit: bool,
     },
-    Failed {
-        code: &'static str,
-        message: String,
-    },
+    Failed(Arc<ServiceError>),
 }
 
 #[derive(Serialize)]
@@ -363,10 +354,12 @@ impl Outcome {
                 let _ = serde_json::to_writer(&mut *out, &meta);
                 out.push(b'}');
             }
-            Outcome::Failed { code, message } => {
+            Outcome::Failed(error) => {
                 let _ = serde_json::to_writer(
                     &mut *out,
-                    &serde_json::json!({ "error": { "code": code, "message": message } }),
+                    &serde_json::json!({
+                        "error": { "code": error.code(), "message": error.public_message() }
+                    }),
                 );
             }
         }
@@ -458,10 +451,10 @@ async fn load_or_run(
     params: &[Param],
     limits: &Limits,
     key: &str,
-) -> Result<(Arc<CachedResult>, bool), (&'static str, String)> {
+) -> ServiceResult<(Arc<CachedResult>, bool)> {
     let internal = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, key, "serving a query");
-        ("internal", "an internal error occurred".to_owned())
+        ServiceError::internal(anyhow::anyhow!("serving a query failed"))
     };
     let client = state.edge.db.get().await.map_err(|e| internal(&e))?;
     let indexed = client
@@ -492,21 +485,11 @@ async fn load_or_run(
             ));
         }
     }
-    let connection_row = client
-        .query_opt(
-            &format!("SELECT {CONNECTION_COLUMNS} FROM connections c WHERE c.id = $1"),
-            &[&dashboard.connection_id],
-        )
+    let connection = connections::by_id(&client, dashboard.connection_id)
         .await
         .map_err(|e| internal(&e))?
-        .ok_or_else(|| {
-            (
-                "connection_not_found",
-                connection_not_found().detail.to_string(),
-            )
-        })?;
+        .ok_or(ServiceError::ConnectionNotFound)?;
     drop(client);
-    let connection = Connection::from_row(&connection_row);
     let warehouse = state
         .warehouses
         .open(
@@ -515,13 +498,9 @@ async fn load_or_run(
             &*state.key_ring,
             &connection,
         )
-        .await
-        .map_err(|e| (e.code, e.detail.to_string()))?;
+        .await?;
     let started = Instant::now();
-    let result = warehouse
-        .query(&query.sql, params, limits)
-        .await
-        .map_err(|e: WarehouseError| (e.code(), e.to_string()))?;
+    let result = warehouse.query(&query.sql, params, limits).await?;
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let (row_count, truncated, bytes_scanned) =
         (result.rows.len(), result.truncated, result.bytes_scanned);
@@ -538,10 +517,10 @@ async fn load_or_run(
     drop(result);
     // The adapters stop reading past the cap by an estimate; this is the exact check.
     if body.len() > limits.max_result_bytes + 2 {
-        let e = WarehouseError::ResultTooLarge {
+        return Err(WarehouseError::ResultTooLarge {
             limit: limits.max_result_bytes,
-        };
-        return Err((e.code(), e.to_string()));
+        }
+        .into());
     }
     // Keep the members only: `{"columns":…,"rows":…}` → `"columns":…,"rows":…`.
     body.pop();
@@ -635,12 +614,8 @@ async fn answer(
                 value: v.clone(),
             }),
             None => {
-                let outcome = Outcome::Failed {
-                    code: "parameter_required",
-                    message: format!(
-                        "this query needs the parameter `{name}`, which has no default"
-                    ),
-                };
+                let outcome =
+                    Outcome::Failed(Arc::new(ServiceError::ParameterRequired(name.clone())));
                 return (index, outcome, false);
             }
         }
@@ -666,7 +641,7 @@ async fn answer(
             let (result, executed) =
                 load_or_run(&state, &dashboard, &plan, query, &params, &limits, &key).await?;
             ran.store(executed, std::sync::atomic::Ordering::Relaxed);
-            Ok::<_, (&'static str, String)>(result)
+            Ok::<_, ServiceError>(result)
         })
         .await;
     let executed = ran.load(std::sync::atomic::Ordering::Relaxed);
@@ -684,14 +659,7 @@ async fn answer(
                 executed,
             )
         }
-        Err(e) => (
-            index,
-            Outcome::Failed {
-                code: e.0,
-                message: e.1.clone(),
-            },
-            false,
-        ),
+        Err(e) => (index, Outcome::Failed(e), false),
     }
 }
 
@@ -709,29 +677,20 @@ pub async fn run(
         Some(i) => vec![i],
         None => (0..plan.queries.len()).collect(),
     };
-    let mut pending = indices.into_iter();
-    let mut running = FuturesUnordered::new();
-    for i in pending.by_ref().take(QUERY_PARALLELISM) {
-        running.push(answer(
-            state.clone(),
-            dashboard.clone(),
-            plan.clone(),
-            i,
-            values.clone(),
-        ));
-    }
-    let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
-    let mut executed = 0;
-    while let Some((i, outcome, ran)) = running.next().await {
-        if let Some(next) = pending.next() {
-            running.push(answer(
+    let mut running = futures::stream::iter(indices)
+        .map(|i| {
+            answer(
                 state.clone(),
                 dashboard.clone(),
                 plan.clone(),
-                next,
+                i,
                 values.clone(),
-            ));
-        }
+            )
+        })
+        .buffer_unordered(QUERY_PARALLELISM);
+    let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
+    let mut executed = 0;
+    while let Some((i, outcome, ran)) = running.next().await {
         executed += usize::from(ran);
         outcomes.push((i, outcome));
     }
@@ -759,7 +718,7 @@ pub fn render_dashboard(
         .iter()
         .map(|(_, o)| match o {
             Outcome::Served { result, .. } => result.body.len() + ROOM,
-            Outcome::Failed { .. } => ROOM,
+            Outcome::Failed(_) => ROOM,
         })
         .sum();
     let mut out = Vec::with_capacity(wanted.min(budget) + 128);
@@ -774,14 +733,11 @@ pub fn render_dashboard(
         out.push(b':');
         match outcome {
             Outcome::Served { result, .. } if out.len() + result.body.len() + 2 * ROOM > budget => {
-                Outcome::Failed {
-                    code: "response_too_large",
-                    message: format!(
-                        "with this query the dashboard's data would be over the response budget of {budget} \
-                         bytes; read it alone from /v1/dashboards/{}/query/{id}/data",
-                        dashboard.slug
-                    ),
-                }
+                Outcome::Failed(Arc::new(ServiceError::ResponseTooLarge {
+                    budget,
+                    slug: dashboard.slug.clone(),
+                    query: id.clone(),
+                }))
                 .write_json(&mut out);
             }
             _ => outcome.write_json(&mut out),
@@ -823,11 +779,11 @@ pub async fn precompute(state: &AppState, dashboard: Dashboard) -> ApiResult<Pre
                 cache_hit: true, ..
             } => hits += 1,
             Outcome::Served { .. } => {}
-            Outcome::Failed { code, message } => {
+            Outcome::Failed(error) => {
                 errors.push(QueryFailure {
                     query: id.clone(),
-                    code: (*code).to_owned(),
-                    message: message.clone(),
+                    code: error.code().to_owned(),
+                    message: error.public_message().into_owned(),
                 });
             }
         }
@@ -895,16 +851,11 @@ pub async fn warm_due(state: &AppState) -> ApiResult<WarmReport> {
     let due: Vec<Dashboard> = rows.iter().map(Dashboard::from_row).collect();
     // No pooled connection is held while the warehouses run the queries.
     drop(client);
-    let mut pending = due.into_iter();
-    let mut running = FuturesUnordered::new();
-    for d in pending.by_ref().take(WARM_PARALLELISM) {
-        running.push(warm_one(state.clone(), d));
-    }
+    let mut running = futures::stream::iter(due)
+        .map(|d| warm_one(state.clone(), d))
+        .buffer_unordered(WARM_PARALLELISM);
     let (mut reports, mut failures) = (Vec::new(), Vec::new());
     while let Some(r) = running.next().await {
-        if let Some(d) = pending.next() {
-            running.push(warm_one(state.clone(), d));
-        }
         match r {
             Ok(r) => reports.push(r),
             Err(f) => failures.push(f),

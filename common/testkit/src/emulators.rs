@@ -147,7 +147,11 @@ fn emulators_dir() -> PathBuf {
 pub(crate) fn repo_root() -> PathBuf {
     // This crate is `common/testkit`.
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.ancestors().nth(2).unwrap_or(manifest).to_path_buf()
+    manifest
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest)
+        .to_path_buf()
 }
 
 /// `.venv-emu` at the repository root, where `scripts/test` installs the emulators.

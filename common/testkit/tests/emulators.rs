@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use object_store::{
     ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,

@@ -16,14 +16,11 @@ use axum::{
 };
 use base::domain::Role;
 use edge::{
-    ApiError, ApiResult, CurrentUser, error::Problem, extract::Json, extract::Path, extract::Query,
+    ApiResult, CurrentUser, error::Problem, extract::Json, extract::Path, extract::Query,
     pagination::PageQuery, tenancy::require_team_role,
 };
 use platform::warehouse::AccessCheck;
-use services::{
-    AppState, connections, connections::CONNECTION_COLUMNS, connections::Connection,
-    connections::ConnectionStatus,
-};
+use services::{AppState, connections, connections::Connection, connections::ConnectionStatus};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
@@ -79,32 +76,30 @@ async fn create_connection(
             return Err(e.into());
         }
     };
-    let inserted = client
-        .query_one(
-            &format!(
-                "WITH c AS (INSERT INTO connections (id, team_id, name, warehouse_type, credentials_key, key_id, details, created_by) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *) SELECT {CONNECTION_COLUMNS} FROM c"
-            ),
-            &[&id, &team_id, &new.name, &new.dialect.as_str(), &key, &key_id, &new.details, &user.id],
-        )
-        .await;
-    let row = match inserted {
-        Ok(row) => row,
+    let inserted = connections::insert(
+        &client,
+        &connections::NewRow {
+            id,
+            team_id,
+            name: &new.name,
+            dialect: new.dialect,
+            credentials_key: &key,
+            key_id: &key_id,
+            details: &new.details,
+            created_by: user.id,
+        },
+    )
+    .await;
+    let connection = match inserted {
+        Ok(connection) => connection,
         Err(e) => {
             // Nothing half-written: the sealed blob goes if the row cannot be made.
             if let Err(cleanup) = state.buckets.credentials.delete(&key).await {
                 tracing::error!(error = %cleanup, "removing credentials of a connection that was not created");
             }
-            return Err(match storage::db::unique_violation(&e) {
-                Some("connections_team_name_key") => ApiError::conflict(
-                    "connection_name_taken",
-                    format!("the team already has a connection named `{}`", new.name),
-                ),
-                _ => e.into(),
-            });
+            return Err(e);
         }
     };
-    let connection = Connection::from_row(&row);
     tracing::info!(connection_id = %id, %team_id, warehouse_type = %new.dialect, "connection created");
     Ok((
         StatusCode::CREATED,
@@ -129,16 +124,8 @@ async fn list_connections(
     let page = page.parse::<Uuid>()?;
     let client = state.edge.db.get().await?;
     require_team_role(&client, team_id, &user, Role::Viewer).await?;
-    let stmt = client
-        .prepare_cached(&format!(
-            "SELECT {CONNECTION_COLUMNS} FROM connections c WHERE c.team_id = $1 AND ($2::uuid IS NULL OR c.id < $2) \
-             ORDER BY c.id DESC LIMIT $3"
-        ))
-        .await?;
-    let rows = client
-        .query(&stmt, &[&team_id, &page.after, &page.fetch_limit()])
-        .await?;
-    let mut connections: Vec<Connection> = rows.iter().map(Connection::from_row).collect();
+    let mut connections =
+        connections::list_page(&client, team_id, page.after, page.fetch_limit()).await?;
     let next_cursor = page.finish(&mut connections, |c| c.id);
     Ok(Json(ConnectionList {
         connections,
@@ -217,16 +204,13 @@ async fn validate_connection(
     drop(secret);
     let failed = checks.iter().find(|c| !c.ok);
     let client = state.edge.db.get().await?;
-    let (row, outcome) = match failed {
+    let (connection, outcome) = match failed {
         // Unreachable or slow says nothing about the credentials: the status stays as it was.
         Some(check) if check.transient() => {
-            let row = client
-                .query_one(
-                    &format!("SELECT {CONNECTION_COLUMNS} FROM connections c WHERE c.id = $1"),
-                    &[&id],
-                )
-                .await?;
-            (row, ValidationOutcome::Unreachable)
+            let connection = connections::by_id(&client, id)
+                .await?
+                .ok_or_else(connections::connection_not_found)?;
+            (connection, ValidationOutcome::Unreachable)
         }
         _ => {
             let error = first_failure(&checks);
@@ -235,27 +219,19 @@ async fn validate_connection(
             } else {
                 ConnectionStatus::Failed
             };
-            let row = client
-                .query_one(
-                    &format!(
-                        "WITH c AS (UPDATE connections SET status = $2, validation_error = $3, \
-                         validated_at = CASE WHEN $2 = 'validated' THEN now() ELSE validated_at END, updated_at = now() \
-                         WHERE id = $1 RETURNING *) SELECT {CONNECTION_COLUMNS} FROM c"
-                    ),
-                    &[&id, &status.as_str(), &error],
-                )
-                .await?;
+            let connection =
+                connections::record_validation(&client, id, status, error.as_deref()).await?;
             let outcome = if error.is_none() {
                 ValidationOutcome::Validated
             } else {
                 ValidationOutcome::Failed
             };
-            (row, outcome)
+            (connection, outcome)
         }
     };
     tracing::info!(connection_id = %id, outcome = ?outcome, "connection validated");
     Ok(Json(ValidationResult {
-        connection: Connection::from_row(&row),
+        connection,
         outcome,
         checks,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -279,20 +255,7 @@ async fn delete_connection(
     let mut client = state.edge.db.get().await?;
     let tx = client.transaction().await?;
     let (connection, _) = connections::load(&tx, id, &user, Role::Admin).await?;
-    tx.execute("SELECT 1 FROM connections WHERE id = $1 FOR UPDATE", &[&id])
-        .await?;
-    if let Err(e) = tx
-        .execute("DELETE FROM connections WHERE id = $1", &[&id])
-        .await
-    {
-        return Err(match storage::db::foreign_key_violation(&e) {
-            Some(_) => ApiError::conflict(
-                "connection_in_use",
-                "dashboards use this connection; delete them or point them at another connection first",
-            ),
-            None => e.into(),
-        });
-    }
+    connections::delete(&tx, id).await?;
     // The blob goes before the commit: if it cannot be deleted, the row stays and the
     // request can be retried (deleting is idempotent).
     state

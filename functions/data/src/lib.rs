@@ -108,22 +108,6 @@ async fn query_data(
             outcome.write_json(&mut body);
             Ok(json(body))
         }
-        Outcome::Failed { code, message } => Err(failure(code, message)),
+        Outcome::Failed(error) => Err(services::ServiceError::from_shared(error.clone()).into()),
     }
-}
-
-/// A failed query as a problem: the warehouse's refusal is the caller's to fix (422), its
-/// failure is a bad gateway (502), a missing parameter a bad request.
-fn failure(code: &'static str, message: &str) -> ApiError {
-    use axum::http::StatusCode;
-    let status = match code {
-        "invalid_query" | "bytes_limit_exceeded" | "result_too_large" | "unsupported" => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        "parameter_required" => StatusCode::BAD_REQUEST,
-        "query_timeout" => StatusCode::GATEWAY_TIMEOUT,
-        "internal" => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_GATEWAY,
-    };
-    ApiError::new(status, code, message.to_owned())
 }

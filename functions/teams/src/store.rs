@@ -20,26 +20,26 @@ const TEAM_COLUMNS: &str =
     "t.id, t.name, t.slug, t.settings, t.created_by, t.created_at, t.updated_at, m.role";
 
 fn team_from_row(row: &Row) -> Team {
-    let Json(settings): Json<TeamSettings> = row.get(3);
+    let Json(settings): Json<TeamSettings> = row.get("settings");
     Team {
-        id: row.get(0),
-        name: row.get(1),
-        slug: row.get(2),
+        id: row.get("id"),
+        name: row.get("name"),
+        slug: row.get("slug"),
         settings,
-        created_by: row.get(4),
-        created_at: row.get(5),
-        updated_at: row.get(6),
-        role: Role::parse(row.get(7)).unwrap_or(Role::Viewer),
+        created_by: row.get("created_by"),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+        role: Role::parse(row.get("role")).unwrap_or(Role::Viewer),
     }
 }
 
 fn member_from_row(row: &Row) -> Member {
     Member {
-        user_id: row.get(0),
-        email: row.get(1),
-        role: Role::parse(row.get(2)).unwrap_or(Role::Viewer),
-        pending: row.get(3),
-        added_at: row.get(4),
+        user_id: row.get("user_id"),
+        email: row.get("email"),
+        role: Role::parse(row.get("role")).unwrap_or(Role::Viewer),
+        pending: row.get("pending"),
+        added_at: row.get("added_at"),
     }
 }
 
@@ -191,7 +191,8 @@ pub async fn patch_team(
 #[derive(Debug, Serialize, Deserialize)]
 pub struct MemberCursor(#[serde(with = "time::serde::rfc3339")] OffsetDateTime, Uuid);
 
-const MEMBER_COLUMNS: &str = "m.user_id, u.email, m.role, u.subject IS NULL, m.created_at";
+const MEMBER_COLUMNS: &str =
+    "m.user_id, u.email, m.role, u.subject IS NULL AS pending, m.created_at AS added_at";
 
 pub async fn list_members(
     client: &Client,

@@ -198,7 +198,7 @@ impl AccessCheck {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WarehouseError {
     #[error("the warehouse rejected the credentials: {0}")]
     Credentials(String),

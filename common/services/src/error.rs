@@ -1,0 +1,188 @@
+//! What the services fail with, and the one place it becomes HTTP.
+//!
+//! A service returns a [`ServiceError`] for what is its own to say (a warehouse's refusal, a
+//! credential that cannot be read, a missing parameter, a response over its budget); the
+//! [`From<ServiceError> for ApiError`](ServiceError#impl-From<ServiceError>-for-ApiError)
+//! below decides, for each, the status, the stable `code`, and whether the message may be
+//! shown (internal failures are logged with their cause and answered with a generic text).
+//! Tenancy refusals (404/403) and input errors are decided at the edge and pass through as
+//! [`ServiceError::Edge`].
+
+use std::{borrow::Cow, sync::Arc};
+
+use axum::http::StatusCode;
+use edge::ApiError;
+use platform::{blob::BlobError, keyring::KeyRingError, warehouse::WarehouseError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The customer's warehouse said no, or could not be reached.
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    /// A query needs a dashboard parameter that was not given and has no default.
+    #[error("this query needs the parameter `{0}`, which has no default")]
+    ParameterRequired(String),
+    /// A dashboard's whole answer would be over its byte budget with this query in it.
+    #[error(
+        "with this query the dashboard's data would be over the response budget of {budget} \
+         bytes; read it alone from /v1/dashboards/{slug}/query/{query}/data"
+    )]
+    ResponseTooLarge {
+        budget: usize,
+        slug: String,
+        query: String,
+    },
+    #[error("no such connection")]
+    ConnectionNotFound,
+    /// The stored credentials do not decrypt (tampered, or sealed for another object).
+    #[error(
+        "the stored credentials cannot be decrypted; delete the connection and create it again"
+    )]
+    CredentialsUnreadable,
+    #[error("the connection's credentials are missing; delete the connection and create it again")]
+    CredentialsMissing,
+    /// A dependency (Bridge's database, object storage, KMS) failed: retry later.
+    #[error("a service Bridge depends on is unavailable; retry shortly")]
+    Unavailable(#[source] Arc<anyhow::Error>),
+    /// A bug or a broken invariant.
+    #[error("an internal error occurred")]
+    Internal(#[source] Arc<anyhow::Error>),
+    /// Decided at the edge (tenancy, input): passed on as it is.
+    #[error("{}", .0.detail)]
+    Edge(ApiError),
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+impl ServiceError {
+    pub fn internal(source: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(Arc::new(source.into()))
+    }
+
+    pub fn unavailable(source: impl Into<anyhow::Error>) -> Self {
+        Self::Unavailable(Arc::new(source.into()))
+    }
+
+    /// The stable machine-readable code (also the `code` of a failed query in a dashboard's
+    /// data, where no HTTP status applies).
+    pub fn code(&self) -> &'static str {
+        self.mapping().1
+    }
+
+    /// The message a caller may read.
+    pub fn public_message(&self) -> Cow<'_, str> {
+        match self {
+            Self::Internal(_) | Self::Unavailable(_) => Cow::Owned(self.to_string()),
+            Self::Edge(e) => Cow::Borrowed(&e.detail),
+            other => Cow::Owned(other.to_string()),
+        }
+    }
+
+    /// Status and code: the one table.
+    fn mapping(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Warehouse(e) => (
+                match e {
+                    WarehouseError::InvalidQuery(_)
+                    | WarehouseError::BytesLimit { .. }
+                    | WarehouseError::ResultTooLarge { .. }
+                    | WarehouseError::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                    WarehouseError::NotFound(_) => StatusCode::NOT_FOUND,
+                    WarehouseError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                    WarehouseError::Credentials(_)
+                    | WarehouseError::PermissionDenied(_)
+                    | WarehouseError::Unavailable(_) => StatusCode::BAD_GATEWAY,
+                },
+                e.code(),
+            ),
+            Self::ParameterRequired(_) => (StatusCode::BAD_REQUEST, "parameter_required"),
+            Self::ResponseTooLarge { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "response_too_large")
+            }
+            Self::ConnectionNotFound => (StatusCode::NOT_FOUND, "connection_not_found"),
+            Self::CredentialsUnreadable => (StatusCode::CONFLICT, "credentials_unreadable"),
+            Self::CredentialsMissing => (StatusCode::CONFLICT, "credentials_missing"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Edge(e) => (e.status, e.code),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Edge(e) => e,
+            // The edge logs the cause and hides it.
+            ServiceError::Internal(source) => ApiError::internal(anyhow::anyhow!("{source:#}")),
+            ServiceError::Unavailable(source) => {
+                ApiError::unavailable(anyhow::anyhow!("{source:#}"))
+            }
+            other => {
+                let (status, code) = other.mapping();
+                ApiError::new(status, code, other.to_string())
+            }
+        }
+    }
+}
+
+impl ServiceError {
+    /// The error of a shared computation (moka hands it to every waiter in an `Arc`).
+    pub fn from_shared(e: Arc<ServiceError>) -> Self {
+        Arc::try_unwrap(e).unwrap_or_else(|shared| match &*shared {
+            Self::Warehouse(e) => Self::Warehouse(e.clone()),
+            Self::ParameterRequired(name) => Self::ParameterRequired(name.clone()),
+            Self::ResponseTooLarge {
+                budget,
+                slug,
+                query,
+            } => Self::ResponseTooLarge {
+                budget: *budget,
+                slug: slug.clone(),
+                query: query.clone(),
+            },
+            Self::ConnectionNotFound => Self::ConnectionNotFound,
+            Self::CredentialsUnreadable => Self::CredentialsUnreadable,
+            Self::CredentialsMissing => Self::CredentialsMissing,
+            Self::Unavailable(source) => Self::Unavailable(source.clone()),
+            Self::Internal(source) => Self::Internal(source.clone()),
+            Self::Edge(e) => Self::Edge(ApiError::new(e.status, e.code, e.detail.clone())),
+        })
+    }
+}
+
+impl From<ApiError> for ServiceError {
+    fn from(e: ApiError) -> Self {
+        Self::Edge(e)
+    }
+}
+
+impl From<KeyRingError> for ServiceError {
+    fn from(e: KeyRingError) -> Self {
+        match e {
+            KeyRingError::Undecryptable => Self::CredentialsUnreadable,
+            KeyRingError::Unavailable(source) => Self::unavailable(source),
+        }
+    }
+}
+
+impl From<BlobError> for ServiceError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::NotFound(_) => Self::CredentialsMissing,
+            other => Self::unavailable(other),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for ServiceError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ServiceError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        ApiError::from(e).into()
+    }
+}
