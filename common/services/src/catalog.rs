@@ -847,3 +847,45 @@ pub async fn table_columns(
         cached: false,
     })
 }
+
+/// One scanned table of a connection, as the checks and the lineage name it.
+pub struct ScannedTable {
+    pub id: Uuid,
+    /// The dataset (BigQuery) or schema (Postgres).
+    pub dataset: String,
+    /// The project (BigQuery) or database (Postgres) the dataset lives in.
+    pub home: String,
+    pub table: String,
+}
+
+/// Every scanned table of a connection.
+pub async fn scanned_tables(
+    client: &impl deadpool_postgres::GenericClient,
+    connection_id: Uuid,
+) -> Result<Vec<ScannedTable>, tokio_postgres::Error> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT t.id, d.name AS dataset, d.fully_qualified_name, t.name AS table_name \
+             FROM tables t JOIN datasets d ON d.id = t.dataset_id WHERE d.connection_id = $1",
+        )
+        .await?;
+    Ok(client
+        .query(&stmt, &[&connection_id])
+        .await?
+        .iter()
+        .map(|r| {
+            let dataset: String = r.get("dataset");
+            let qualified: String = r.get("fully_qualified_name");
+            let home = qualified
+                .strip_suffix(&format!(".{dataset}"))
+                .unwrap_or_default()
+                .to_owned();
+            ScannedTable {
+                id: r.get("id"),
+                dataset,
+                home,
+                table: r.get("table_name"),
+            }
+        })
+        .collect())
+}

@@ -163,24 +163,12 @@ pub async fn check(
     // The guard, then the catalog: every table a query reads must be a scanned table of
     // this connection, compared on all three parts (project or database too: a scanned
     // `analytics.t` says nothing about `other-project.analytics.t`).
-    let catalog: HashSet<(String, String, String)> = client
-        .query(
-            "SELECT d.name, d.fully_qualified_name, t.name FROM tables t JOIN datasets d ON d.id = t.dataset_id \
-             WHERE d.connection_id = $1",
-            &[&connection.id],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            let dataset: String = r.get(0);
-            let qualified: String = r.get(1);
-            let home = qualified
-                .strip_suffix(&format!(".{dataset}"))
-                .unwrap_or_default()
-                .to_owned();
-            (home, dataset, r.get(2))
-        })
-        .collect();
+    let catalog: HashSet<(String, String, String)> =
+        crate::catalog::scanned_tables(&client, connection.id)
+            .await?
+            .into_iter()
+            .map(|t| (t.home, t.dataset, t.table))
+            .collect();
     let home = catalog
         .iter()
         .next()
@@ -198,7 +186,7 @@ pub async fn check(
         )
         .await?;
     let team_settings: TeamSettings =
-        serde_json::from_value(settings_row.get(0)).unwrap_or_default();
+        serde_json::from_value(settings_row.get("settings")).unwrap_or_default();
     drop(client);
     let mut tables: HashMap<String, Vec<TableRef>> = HashMap::new();
     let mut runnable: Vec<usize> = Vec::new();

@@ -342,15 +342,12 @@ async fn lineage(
     let client = state.edge.db.get().await?;
     let (dashboard, _) = dashboards::load(&client, &slug, &user, Role::Viewer).await?;
     let plan = serving::plan(&state, &dashboard).await?;
-    let catalog: BTreeMap<(String, String), Uuid> = client
-        .query(
-            "SELECT d.name, t.name, t.id FROM tables t JOIN datasets d ON d.id = t.dataset_id WHERE d.connection_id = $1",
-            &[&dashboard.connection_id],
-        )
-        .await?
-        .iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect();
+    let catalog: BTreeMap<(String, String), Uuid> =
+        services::catalog::scanned_tables(&client, dashboard.connection_id)
+            .await?
+            .into_iter()
+            .map(|t| ((t.dataset, t.table), t.id))
+            .collect();
     let mut nodes = vec![LineageNode {
         id: format!("dashboard:{slug}"),
         kind: "dashboard",
