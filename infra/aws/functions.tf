@@ -6,7 +6,7 @@ locals {
     for purpose, b in aws_s3_bucket.bridge : "${upper(purpose)}_BUCKET" => "s3://${b.bucket}"
   }
 
-  # Settings every function reads (common/src/settings.rs, plus buckets and key).
+  # Settings every function reads (common/settings/src/lib.rs, plus buckets and key).
   common_env = merge(
     {
       BRIDGE_ENV         = "production"
@@ -130,9 +130,9 @@ resource "aws_lambda_permission" "url_invoke" {
 
 # ---- jobs: asynchronous invocations ------------------------------------------------------------
 #
-# A scan is queued as an asynchronous invocation of the job function (common/src/jobs.rs).
+# A scan is queued as an asynchronous invocation of the job function (common/services/src/jobs.rs).
 # Lambda's own retries are off: a scan whose worker died is found by its stale heartbeat and
-# handed to a new invocation by Bridge itself (common/src/catalog.rs, `reap`), which knows
+# handed to a new invocation by Bridge itself (common/services/src/catalog.rs, `reap`), which knows
 # whether the first one is still writing.
 
 resource "aws_lambda_function_event_invoke_config" "jobs" {

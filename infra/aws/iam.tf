@@ -120,7 +120,7 @@ data "aws_iam_policy_document" "fn" {
       actions   = local.access[each.key].kms_actions
       resources = [aws_kms_key.bridge.arn]
 
-      # common/src/keyring.rs binds every data key to this context (plus team and object ids).
+      # common/platform/src/keyring.rs binds every data key to this context (plus team and object ids).
       condition {
         test     = "StringEquals"
         variable = "kms:EncryptionContext:bridge:purpose"

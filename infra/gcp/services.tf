@@ -7,7 +7,7 @@ locals {
     for purpose, b in google_storage_bucket.bridge : "${upper(purpose)}_BUCKET" => "gs://${b.name}"
   }
 
-  # Settings every function reads (common/src/settings.rs, plus buckets and key). PORT is set
+  # Settings every function reads (common/settings/src/lib.rs, plus buckets and key). PORT is set
   # by Cloud Run itself.
   common_env = merge(
     {
@@ -27,7 +27,7 @@ locals {
   )
 
   # Scheduled functions accept Cloud Scheduler's OIDC tokens: this audience, signed for the
-  # scheduler's service account (common/src/settings.rs: SCHEDULER_*).
+  # scheduler's service account (common/settings/src/lib.rs: SCHEDULER_*).
   scheduler_audience = "${var.name_prefix}-scheduled-precompute"
   scheduler_env = length(google_service_account.scheduler) == 0 ? {} : {
     SCHEDULER_OIDC_AUDIENCE   = local.scheduler_audience

@@ -1,6 +1,7 @@
-//! `base`: the vocabulary every Bridge crate shares, with no I/O: SQL dialects and bound
-//! values, the domain's newtypes (roles, emails, team settings), field errors, and the few
-//! cryptographic helpers (hashing, hex, randomness) over aws-lc-rs.
+//! `base`: the vocabulary every Bridge crate shares, with no network and no async runtime:
+//! SQL dialects and bound values, the domain's newtypes (roles, emails, team settings), field
+//! errors, the few cryptographic helpers (hashing, hex, randomness) over aws-lc-rs, and
+//! writing a private (0600) file.
 
 pub mod crypto;
 pub mod domain;

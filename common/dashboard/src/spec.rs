@@ -1,4 +1,4 @@
-//! The dashboard spec (v1) as Rust types. The JSON Schema in `common/schemas/dashboard.v1.json`
+//! The dashboard spec (v1) as Rust types. The JSON Schema in `common/dashboard/schemas/dashboard.v1.json`
 //! ([`SCHEMA_JSON`]) is the authority; these types mirror it field for field (unknown keys are
 //! refused by both), and the tests check that every valid sample survives the round trip.
 //!

@@ -25,6 +25,7 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::error::{Clash, Missing, ServiceError};
 use edge::{ApiError, ApiResult, CurrentUser, pagination::Page, tenancy::require};
 
 use crate::{
@@ -130,10 +131,7 @@ pub async fn start_scan(
     user: &CurrentUser,
 ) -> ApiResult<ScanRun> {
     if connection.status != ConnectionStatus::Validated {
-        return Err(ApiError::conflict(
-            "connection_not_validated",
-            "validate the connection successfully before scanning it",
-        ));
+        return Err(ServiceError::Conflict(Clash::ConnectionNotValidated).into());
     }
     reap(state, Some(connection.id)).await?;
     let scan_id = Uuid::now_v7();
@@ -153,10 +151,9 @@ pub async fn start_scan(
             Ok(row) => row,
             Err(e) => {
                 return Err(match unique_violation(&e) {
-                    Some("scan_runs_one_running_idx") => ApiError::conflict(
-                        "scan_in_progress",
-                        "this connection is being scanned already; follow that scan",
-                    ),
+                    Some("scan_runs_one_running_idx") => {
+                        ServiceError::Conflict(Clash::ScanInProgress).into()
+                    }
                     _ => e.into(),
                 });
             }
@@ -176,7 +173,7 @@ pub async fn start_scan(
                 &[&scan_id],
             )
             .await?;
-        return Err(ApiError::unavailable(e.context("starting a scan")));
+        return Err(ServiceError::unavailable(e.context("starting a scan")).into());
     }
     Ok(ScanRun::from_row(&row))
 }
@@ -558,7 +555,7 @@ pub async fn scan_run(
             &[&scan_id, &connection_id],
         )
         .await?
-        .ok_or_else(|| ApiError::not_found("scan_not_found", "no such scan of this connection"))?;
+        .ok_or_else(|| ApiError::from(ServiceError::NotFound(Missing::Scan)))?;
     Ok(ScanRun::from_row(&row))
 }
 
@@ -677,7 +674,7 @@ pub async fn load_dataset(
              LEFT JOIN team_members m ON m.team_id = c.team_id AND m.user_id = $2 WHERE d.id = $1"
         ))
         .await?;
-    let not_found = || ApiError::not_found("dataset_not_found", "no such dataset");
+    let not_found = || ApiError::from(ServiceError::NotFound(Missing::Dataset));
     let row = client
         .query_opt(&stmt, &[&id, &user.id])
         .await?
@@ -767,7 +764,7 @@ pub async fn table_columns(
              LEFT JOIN team_members m ON m.team_id = c.team_id AND m.user_id = $2 WHERE t.id = $1"
         ))
         .await?;
-    let not_found = || ApiError::not_found("table_not_found", "no such table");
+    let not_found = || ApiError::from(ServiceError::NotFound(Missing::Table));
     let row = client
         .query_opt(&stmt, &[&table_id, &user.id])
         .await?

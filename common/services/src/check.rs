@@ -377,9 +377,7 @@ pub fn require_valid(outcome: Outcome) -> Result<Checked, ApiError> {
                     )
                 })
                 .collect::<Vec<_>>();
-            let mut e = ApiError::unprocessable(errors);
-            e.code = "invalid_dashboard";
-            Err(e)
+            Err(crate::error::ServiceError::InvalidDashboard(errors).into())
         }
     }
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{Clash, ServiceError, ServiceResult};
 use edge::{ApiError, ApiResult, CurrentUser, tenancy::require};
 
 use platform::{
@@ -204,10 +204,9 @@ pub async fn insert(
     match inserted {
         Ok(row) => Ok(Connection::from_row(&row)),
         Err(e) => Err(match storage::db::unique_violation(&e) {
-            Some("connections_team_name_key") => ApiError::conflict(
-                "connection_name_taken",
-                format!("the team already has a connection named `{}`", new.name),
-            ),
+            Some("connections_team_name_key") => {
+                ServiceError::Conflict(Clash::ConnectionNameTaken(new.name.to_owned())).into()
+            }
             _ => e.into(),
         }),
     }
@@ -260,10 +259,7 @@ pub async fn delete(tx: &deadpool_postgres::Transaction<'_>, id: Uuid) -> ApiRes
     {
         Ok(_) => Ok(()),
         Err(e) => Err(match storage::db::foreign_key_violation(&e) {
-            Some(_) => ApiError::conflict(
-                "connection_in_use",
-                "dashboards use this connection; delete them or point them at another connection first",
-            ),
+            Some(_) => ServiceError::Conflict(Clash::ConnectionInUse).into(),
             None => e.into(),
         }),
     }
@@ -281,7 +277,8 @@ pub async fn store_credentials(
         .await
         .map_err(keyring_error)?;
     let key = credentials_key(team_id, connection_id);
-    let bytes = serde_json::to_vec(&envelope).map_err(ApiError::internal)?;
+    let bytes =
+        serde_json::to_vec(&envelope).map_err(|e| ApiError::from(ServiceError::internal(e)))?;
     blobs
         .create(&key, Bytes::from(bytes))
         .await

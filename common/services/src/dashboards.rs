@@ -10,6 +10,7 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::error::{Clash, Missing, ServiceError};
 use edge::{ApiError, ApiResult, CurrentUser, pagination::Page, tenancy::require};
 
 use crate::AppState;
@@ -98,7 +99,7 @@ impl Dashboard {
 }
 
 pub fn dashboard_not_found() -> ApiError {
-    ApiError::not_found("dashboard_not_found", "no such dashboard")
+    ServiceError::NotFound(Missing::Dashboard).into()
 }
 
 /// The dashboard at `slug` and the caller's role in its team: 404 for non-members, 403 below
@@ -161,10 +162,7 @@ async fn reload(client: &impl deadpool_postgres::GenericClient, id: Uuid) -> Api
 }
 
 fn slug_taken(slug: &str) -> ApiError {
-    ApiError::conflict(
-        "slug_taken",
-        format!("the slug `{slug}` is taken; slugs are unique across Bridge"),
-    )
+    ServiceError::Conflict(Clash::SlugTaken(slug.to_owned())).into()
 }
 
 /// Stores a new dashboard (version 1).
@@ -216,7 +214,7 @@ pub async fn create(
         .dashboards
         .create(&key, Bytes::copy_from_slice(yaml.as_bytes()))
         .await
-        .map_err(|e| ApiError::unavailable(anyhow::Error::new(e)))?;
+        .map_err(|e| ApiError::from(ServiceError::unavailable(e)))?;
     // Read inside the transaction: the answer is what this request wrote.
     let created = reload(&tx, id).await?;
     if let Err(e) = tx.commit().await {
@@ -249,9 +247,11 @@ pub async fn update(
     if let Some(expected) = expected_version
         && expected != version
     {
-        return Err(ApiError::precondition_failed(format!(
-            "the dashboard is at version {version}, not {expected}; read it again before writing"
-        )));
+        return Err(ServiceError::VersionMismatch {
+            current: version,
+            expected,
+        }
+        .into());
     }
     let next = version + 1;
     let key = yaml_key(current.id, next);
@@ -291,9 +291,9 @@ pub async fn update(
                 .dashboards
                 .put(&key, Bytes::copy_from_slice(yaml.as_bytes()))
                 .await
-                .map_err(|e| ApiError::unavailable(anyhow::Error::new(e)))?;
+                .map_err(|e| ApiError::from(ServiceError::unavailable(e)))?;
         }
-        Err(e) => return Err(ApiError::unavailable(anyhow::Error::new(e))),
+        Err(e) => return Err(ServiceError::unavailable(e).into()),
     }
     // Read inside the transaction, under the row lock: the version and ETag answered are
     // the ones this request created, not a concurrent writer's that committed just after.
@@ -321,7 +321,7 @@ pub async fn yaml(
                     &[&dashboard.id, &v],
                 )
                 .await?
-                .ok_or_else(|| ApiError::not_found("version_not_found", format!("the dashboard has no version {v}")))?;
+                .ok_or_else(|| ApiError::from(ServiceError::NotFound(Missing::Version(v))))?;
             (v, row.get(0))
         }
     };
@@ -331,11 +331,11 @@ pub async fn yaml(
         .get(&key)
         .await
         .map_err(|e| match e {
-            BlobError::NotFound(_) => ApiError::internal(anyhow::anyhow!(
+            BlobError::NotFound(_) => ApiError::from(ServiceError::internal(anyhow::anyhow!(
                 "the YAML of {} v{version} is missing",
                 dashboard.slug
-            )),
-            other => ApiError::unavailable(anyhow::Error::new(other)),
+            ))),
+            other => ServiceError::unavailable(other).into(),
         })?;
     Ok((version, blob.bytes))
 }

@@ -34,6 +34,18 @@ pub enum ServiceError {
     },
     #[error("no such connection")]
     ConnectionNotFound,
+    /// Something the caller named does not exist (or is not theirs to know of).
+    #[error("{}", .0.message())]
+    NotFound(Missing),
+    /// The request conflicts with the current state of what it names.
+    #[error("{}", .0.message())]
+    Conflict(Clash),
+    /// A dashboard that does not validate, with every problem (path and message).
+    #[error("{} problems in the dashboard", .0.len())]
+    InvalidDashboard(Vec<base::FieldError>),
+    /// `If-Match` named another version than the current one.
+    #[error("the dashboard is at version {current}, not {expected}; read it again before writing")]
+    VersionMismatch { current: i32, expected: i32 },
     /// The stored credentials do not decrypt (tampered, or sealed for another object).
     #[error(
         "the stored credentials cannot be decrypted; delete the connection and create it again"
@@ -53,6 +65,78 @@ pub enum ServiceError {
 }
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// What was not found.
+#[derive(Debug, Clone)]
+pub enum Missing {
+    Scan,
+    Dataset,
+    Table,
+    Dashboard,
+    Version(i32),
+}
+
+impl Missing {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Scan => "scan_not_found",
+            Self::Dataset => "dataset_not_found",
+            Self::Table => "table_not_found",
+            Self::Dashboard => "dashboard_not_found",
+            Self::Version(_) => "version_not_found",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Self::Scan => "no such scan of this connection".into(),
+            Self::Dataset => "no such dataset".into(),
+            Self::Table => "no such table".into(),
+            Self::Dashboard => "no such dashboard".into(),
+            Self::Version(v) => format!("the dashboard has no version {v}"),
+        }
+    }
+}
+
+/// What the request clashes with.
+#[derive(Debug, Clone)]
+pub enum Clash {
+    ConnectionNotValidated,
+    ScanInProgress,
+    ConnectionNameTaken(String),
+    ConnectionInUse,
+    SlugTaken(String),
+}
+
+impl Clash {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::ConnectionNotValidated => "connection_not_validated",
+            Self::ScanInProgress => "scan_in_progress",
+            Self::ConnectionNameTaken(_) => "connection_name_taken",
+            Self::ConnectionInUse => "connection_in_use",
+            Self::SlugTaken(_) => "slug_taken",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Self::ConnectionNotValidated => {
+                "validate the connection successfully before scanning it".into()
+            }
+            Self::ScanInProgress => {
+                "this connection is being scanned already; follow that scan".into()
+            }
+            Self::ConnectionNameTaken(name) => {
+                format!("the team already has a connection named `{name}`")
+            }
+            Self::ConnectionInUse => "dashboards use this connection; delete them or point them at another connection first".into(),
+            Self::SlugTaken(slug) => {
+                format!("the slug `{slug}` is taken; slugs are unique across Bridge")
+            }
+        }
+    }
+}
 
 impl ServiceError {
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
@@ -100,6 +184,12 @@ impl ServiceError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "response_too_large")
             }
             Self::ConnectionNotFound => (StatusCode::NOT_FOUND, "connection_not_found"),
+            Self::NotFound(what) => (StatusCode::NOT_FOUND, what.code()),
+            Self::Conflict(clash) => (StatusCode::CONFLICT, clash.code()),
+            Self::VersionMismatch { .. } => {
+                (StatusCode::PRECONDITION_FAILED, "precondition_failed")
+            }
+            Self::InvalidDashboard(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_dashboard"),
             Self::CredentialsUnreadable => (StatusCode::CONFLICT, "credentials_unreadable"),
             Self::CredentialsMissing => (StatusCode::CONFLICT, "credentials_missing"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -113,6 +203,11 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::Edge(e) => e,
+            ServiceError::InvalidDashboard(errors) => {
+                let mut e = ApiError::unprocessable(errors);
+                e.code = "invalid_dashboard";
+                e
+            }
             // The edge logs the cause and hides it.
             ServiceError::Internal(source) => ApiError::internal(anyhow::anyhow!("{source:#}")),
             ServiceError::Unavailable(source) => {
@@ -142,6 +237,13 @@ impl ServiceError {
                 query: query.clone(),
             },
             Self::ConnectionNotFound => Self::ConnectionNotFound,
+            Self::NotFound(what) => Self::NotFound(what.clone()),
+            Self::Conflict(clash) => Self::Conflict(clash.clone()),
+            Self::InvalidDashboard(errors) => Self::InvalidDashboard(errors.clone()),
+            Self::VersionMismatch { current, expected } => Self::VersionMismatch {
+                current: *current,
+                expected: *expected,
+            },
             Self::CredentialsUnreadable => Self::CredentialsUnreadable,
             Self::CredentialsMissing => Self::CredentialsMissing,
             Self::Unavailable(source) => Self::Unavailable(source.clone()),

@@ -1,4 +1,4 @@
-//! Postgres: the connection pool, the migrations, and helpers for turning constraint
+//! Postgres: the connection pool, and helpers for turning constraint
 //! violations into 4xx answers where the query runs.
 
 use std::{path::Path, time::Duration};

@@ -1,4 +1,4 @@
-//! The integration-test harness (feature `testing`): a fresh, migrated Postgres database
+//! `testkit`, the integration-test harness (a dev-dependency only): a fresh, migrated Postgres database
 //! per test, an app built on it exactly as a function builds its own, dev tokens, and a
 //! small request builder that drives the router in-process (or over a real socket).
 //!
