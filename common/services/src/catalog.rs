@@ -306,16 +306,7 @@ async fn scan_body(
         Ok::<_, ApiError>(())
     };
 
-    let warehouse = match state
-        .warehouses
-        .open(
-            &state.edge.settings,
-            &*state.buckets.credentials,
-            &*state.key_ring,
-            connection,
-        )
-        .await
-    {
+    let warehouse = match state.warehouse(connection).await {
         Ok(w) => w,
         Err(e) => {
             errors.push(ScanError {
@@ -813,15 +804,7 @@ pub async fn table_columns(
         .await?
         .ok_or_else(connection_not_found)?;
     drop(client);
-    let warehouse = state
-        .warehouses
-        .open(
-            &state.edge.settings,
-            &*state.buckets.credentials,
-            &*state.key_ring,
-            &connection,
-        )
-        .await?;
+    let warehouse = state.warehouse(&connection).await?;
     let columns = warehouse
         .table_columns(&dataset, &table.name)
         .await

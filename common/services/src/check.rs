@@ -256,15 +256,7 @@ pub async fn check(
     // Dry runs: bytes under the cap, and the output columns for the tiles.
     let mut columns: HashMap<String, Vec<Column>> = HashMap::new();
     if !runnable.is_empty() && connection.status == ConnectionStatus::Validated {
-        let warehouse = state
-            .warehouses
-            .open(
-                &state.edge.settings,
-                &*state.buckets.credentials,
-                &*state.key_ring,
-                &connection,
-            )
-            .await?;
+        let warehouse = state.warehouse(&connection).await?;
         let cap = team_settings.max_bytes_billed();
         let mut running = futures::stream::iter(runnable)
             .map(|i| dry_run(warehouse.clone(), &spec, &compiled[i], i))

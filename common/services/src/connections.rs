@@ -101,7 +101,7 @@ impl Connection {
 }
 
 pub fn connection_not_found() -> ApiError {
-    ServiceError::ConnectionNotFound.into()
+    ServiceError::NotFound(crate::error::Missing::Connection).into()
 }
 
 /// The connection and the caller's role in its team; 404 for non-members, 403 below `needed`.

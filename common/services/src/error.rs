@@ -32,8 +32,6 @@ pub enum ServiceError {
         slug: String,
         query: String,
     },
-    #[error("no such connection")]
-    ConnectionNotFound,
     /// Something the caller named does not exist (or is not theirs to know of).
     #[error("{}", .0.message())]
     NotFound(Missing),
@@ -69,6 +67,7 @@ pub type ServiceResult<T> = Result<T, ServiceError>;
 /// What was not found.
 #[derive(Debug, Clone)]
 pub enum Missing {
+    Connection,
     Scan,
     Dataset,
     Table,
@@ -79,6 +78,7 @@ pub enum Missing {
 impl Missing {
     fn code(&self) -> &'static str {
         match self {
+            Self::Connection => "connection_not_found",
             Self::Scan => "scan_not_found",
             Self::Dataset => "dataset_not_found",
             Self::Table => "table_not_found",
@@ -89,6 +89,7 @@ impl Missing {
 
     fn message(&self) -> String {
         match self {
+            Self::Connection => "no such connection".into(),
             Self::Scan => "no such scan of this connection".into(),
             Self::Dataset => "no such dataset".into(),
             Self::Table => "no such table".into(),
@@ -156,8 +157,8 @@ impl ServiceError {
     /// The message a caller may read.
     pub fn public_message(&self) -> Cow<'_, str> {
         match self {
-            Self::Internal(_) | Self::Unavailable(_) => Cow::Owned(self.to_string()),
             Self::Edge(e) => Cow::Borrowed(&e.detail),
+            // Internal and unavailable errors display their generic text, never the cause.
             other => Cow::Owned(other.to_string()),
         }
     }
@@ -183,7 +184,6 @@ impl ServiceError {
             Self::ResponseTooLarge { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "response_too_large")
             }
-            Self::ConnectionNotFound => (StatusCode::NOT_FOUND, "connection_not_found"),
             Self::NotFound(what) => (StatusCode::NOT_FOUND, what.code()),
             Self::Conflict(clash) => (StatusCode::CONFLICT, clash.code()),
             Self::VersionMismatch { .. } => {
@@ -236,7 +236,6 @@ impl ServiceError {
                 slug: slug.clone(),
                 query: query.clone(),
             },
-            Self::ConnectionNotFound => Self::ConnectionNotFound,
             Self::NotFound(what) => Self::NotFound(what.clone()),
             Self::Conflict(clash) => Self::Conflict(clash.clone()),
             Self::InvalidDashboard(errors) => Self::InvalidDashboard(errors.clone()),

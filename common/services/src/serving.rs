@@ -488,17 +488,9 @@ async fn load_or_run(
     let connection = connections::by_id(&client, dashboard.connection_id)
         .await
         .map_err(|e| internal(&e))?
-        .ok_or(ServiceError::ConnectionNotFound)?;
+        .ok_or(ServiceError::NotFound(crate::error::Missing::Connection))?;
     drop(client);
-    let warehouse = state
-        .warehouses
-        .open(
-            &state.edge.settings,
-            &*state.buckets.credentials,
-            &*state.key_ring,
-            &connection,
-        )
-        .await?;
+    let warehouse = state.warehouse(&connection).await?;
     let started = Instant::now();
     let result = warehouse.query(&query.sql, params, limits).await?;
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

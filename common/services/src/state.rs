@@ -120,6 +120,24 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// The connection's warehouse, opened (or taken from the cache) with its sealed
+    /// credentials.
+    pub async fn warehouse(
+        &self,
+        connection: &crate::connections::Connection,
+    ) -> crate::ServiceResult<Arc<dyn platform::warehouse::Warehouse>> {
+        self.warehouses
+            .open(
+                &self.edge.settings,
+                &*self.buckets.credentials,
+                &*self.key_ring,
+                connection,
+            )
+            .await
+    }
+}
+
 /// The whole `main` of a function that runs with an [`AppState`].
 pub async fn run_function(
     function: &'static str,
