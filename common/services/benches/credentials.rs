@@ -3,16 +3,16 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use platform::{
     blob::BlobStore, blob::ObjectStoreBlobs, keyring::LocalKeyRing, warehouse::Dialect,
 };
 
-use services::{
-    connections::Connection, connections::ConnectionStatus, connections::load_credentials,
-    connections::store_credentials,
-};
+use services::{connections::Connection, connections::ConnectionStatus, connections::Connections};
 use uuid::Uuid;
 
 fn report(what: &str, mut samples: Vec<Duration>) {
@@ -30,9 +30,28 @@ fn report(what: &str, mut samples: Vec<Duration>) {
 #[tokio::main]
 async fn main() {
     let dir = std::env::temp_dir().join(format!("bridge-bench-{}", Uuid::new_v4()));
-    let blobs = ObjectStoreBlobs::open(&format!("file:{}", dir.join("credentials").display()), &[])
-        .unwrap();
-    let ring = LocalKeyRing::open(&dir.join("keyring.key")).unwrap();
+    let blobs: Arc<dyn BlobStore> = Arc::new(
+        ObjectStoreBlobs::open(&format!("file:{}", dir.join("credentials").display()), &[])
+            .unwrap(),
+    );
+    let ring = Arc::new(LocalKeyRing::open(&dir.join("keyring.key")).unwrap());
+    // The defaults' settings; the pool connects lazily and is never used here.
+    let settings = settings::Settings::from_lookup(|_| None).unwrap();
+    let connections = Connections::new(
+        storage::db::pool(
+            "postgres://localhost/unused",
+            None,
+            storage::db::PoolOptions {
+                max_size: 1,
+                timeout: Duration::from_secs(1),
+                statement_timeout: None,
+            },
+        )
+        .unwrap(),
+        blobs.clone(),
+        ring,
+        settings.warehouse,
+    );
     // A service-account key is ~2.3 KB.
     let secret = vec![b'k'; 2300];
     let team = Uuid::now_v7();
@@ -41,7 +60,8 @@ async fn main() {
     for _ in 0..n {
         let id = Uuid::now_v7();
         let t = Instant::now();
-        let (key, _) = store_credentials(&blobs, &ring, team, id, &secret)
+        let (key, _) = connections
+            .store_credentials(team, id, &secret)
             .await
             .unwrap();
         store.push(t.elapsed());
@@ -60,7 +80,7 @@ async fn main() {
             credentials_key: key.clone(),
         };
         let t = Instant::now();
-        let plain = load_credentials(&blobs, &ring, &connection).await.unwrap();
+        let plain = connections.load_credentials(&connection).await.unwrap();
         load.push(t.elapsed());
         assert_eq!(plain.len(), secret.len());
         blobs.delete(&key).await.unwrap();

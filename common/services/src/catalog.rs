@@ -29,11 +29,13 @@ use crate::error::{Clash, Missing, ServiceError};
 use edge::{ApiError, ApiResult, CurrentUser, pagination::Page, tenancy::require};
 
 use crate::{
-    AppState, connections::CONNECTION_COLUMNS, connections::Connection,
-    connections::ConnectionStatus, connections::connection_not_found, connections::warehouse_error,
-    jobs::Job,
+    connections::CONNECTION_COLUMNS, connections::Connection, connections::ConnectionStatus,
+    connections::Connections, connections::connection_not_found, connections::warehouse_error,
+    jobs::Job, jobs::Runner,
 };
 
+use deadpool_postgres::Pool;
+use platform::blob::BlobStore;
 use storage::db::unique_violation;
 
 use base::domain::Role;
@@ -117,28 +119,126 @@ fn ms(d: Duration) -> i64 {
 }
 
 /// How often a running scan's worker says it is alive.
+/// The catalog service: scans (as jobs), the scanned catalog, and columns read live with
+/// their cache. Built from the pool, the connections service, the cache bucket and the job
+/// runner; cheap to clone.
+#[derive(Clone)]
+pub struct Catalog(Arc<CatalogInner>);
+
+struct CatalogInner {
+    db: Pool,
+    connections: Connections,
+    cache: Arc<dyn BlobStore>,
+    /// Table columns by cache key (`catalog/columns/{connection}/{table}/{fingerprint}.json`).
+    columns: moka::future::Cache<String, Arc<CachedColumns>>,
+    jobs: Runner,
+}
+
+/// The in-process column cache's budget (columns of several thousand tables).
+const COLUMN_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+impl Catalog {
+    pub fn new(
+        db: Pool,
+        connections: Connections,
+        cache: Arc<dyn BlobStore>,
+        jobs: Runner,
+    ) -> Self {
+        Self(Arc::new(CatalogInner {
+            db,
+            connections,
+            cache,
+            columns: moka::future::Cache::builder()
+                .weigher(|_, v: &Arc<CachedColumns>| v.weight())
+                .max_capacity(COLUMN_CACHE_BYTES)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
+            jobs,
+        }))
+    }
+
+    /// Starts a scan of connection `id` (editors; it must be validated).
+    pub async fn scan(&self, id: Uuid, user: &CurrentUser) -> ApiResult<ScanRun> {
+        let (connection, _) = self.0.connections.get(id, user, Role::Editor).await?;
+        self.start_scan(&connection, user).await
+    }
+
+    /// A scan of connection `id`, finished or running (members). Whoever looks finds a scan
+    /// whose worker died already handed on, or failed.
+    pub async fn scan_status(
+        &self,
+        id: Uuid,
+        scan_id: Uuid,
+        user: &CurrentUser,
+    ) -> ApiResult<ScanRun> {
+        self.0.connections.get(id, user, Role::Viewer).await?;
+        self.reap(Some(id)).await?;
+        let client = self.0.db.get().await?;
+        scan_run(&client, id, scan_id).await
+    }
+
+    /// A page of connection `id`'s scanned datasets, by name (members).
+    pub async fn datasets(
+        &self,
+        id: Uuid,
+        user: &CurrentUser,
+        page: &Page<NameCursor>,
+    ) -> ApiResult<(Vec<Dataset>, Option<String>)> {
+        let client = self.0.db.get().await?;
+        crate::connections::load(&client, id, user, Role::Viewer).await?;
+        list_datasets(&client, id, page).await
+    }
+
+    /// A page of dataset `id`'s scanned tables, by name (members).
+    pub async fn tables(
+        &self,
+        id: Uuid,
+        user: &CurrentUser,
+        page: &Page<NameCursor>,
+    ) -> ApiResult<(Vec<Table>, Option<String>)> {
+        let client = self.0.db.get().await?;
+        load_dataset(&client, id, user, Role::Viewer).await?;
+        list_tables(&client, id, page).await
+    }
+
+    /// Every scanned table of a connection (no tenancy check: for callers that hold the
+    /// right to it already, e.g. through its dashboard).
+    pub async fn scanned(&self, connection_id: Uuid) -> ApiResult<Vec<ScannedTable>> {
+        let client = self.0.db.get().await?;
+        Ok(scanned_tables(&client, connection_id).await?)
+    }
+
+    /// Drops this process's cached columns of a deleted connection. (Other processes can no
+    /// longer reach theirs: the tables are gone, and every key names the connection.)
+    pub async fn forget_connection(&self, connection_id: Uuid) {
+        let prefix = format!("catalog/columns/{connection_id}/");
+        crate::caches::invalidate_where(&self.0.columns, |key, _| key.starts_with(&prefix)).await;
+    }
+}
+
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 /// A running scan silent for this long lost its worker (a crash, a timeout, a redeploy).
 pub const STALE_AFTER: Duration = Duration::from_secs(45);
 /// A scan is tried this many times in all before its lost workers fail it.
 pub const MAX_ATTEMPTS: i32 = 2;
 
-/// Starts a scan of `connection` (the caller has checked it may) as a job, and answers at
-/// once with the running scan; `GET …/scans/{id}` follows it.
-pub async fn start_scan(
-    state: &AppState,
-    connection: &Connection,
-    user: &CurrentUser,
-) -> ApiResult<ScanRun> {
-    if connection.status != ConnectionStatus::Validated {
-        return Err(ServiceError::Conflict(Clash::ConnectionNotValidated).into());
-    }
-    reap(state, Some(connection.id)).await?;
-    let scan_id = Uuid::now_v7();
-    let worker = Uuid::new_v4();
-    let row = {
-        let client = state.edge.db.get().await?;
-        let inserted = client
+impl Catalog {
+    /// Starts a scan of `connection` (the caller has checked it may) as a job, and answers at
+    /// once with the running scan; `GET …/scans/{id}` follows it.
+    pub async fn start_scan(
+        &self,
+        connection: &Connection,
+        user: &CurrentUser,
+    ) -> ApiResult<ScanRun> {
+        if connection.status != ConnectionStatus::Validated {
+            return Err(ServiceError::Conflict(Clash::ConnectionNotValidated).into());
+        }
+        self.reap(Some(connection.id)).await?;
+        let scan_id = Uuid::now_v7();
+        let worker = Uuid::new_v4();
+        let row = {
+            let client = self.0.db.get().await?;
+            let inserted = client
             .query_one(
                 &format!(
                     "INSERT INTO scan_runs (id, connection_id, started_by, worker) VALUES ($1, $2, $3, $4) \
@@ -147,25 +247,26 @@ pub async fn start_scan(
                 &[&scan_id, &connection.id, &user.id, &worker],
             )
             .await;
-        match inserted {
-            Ok(row) => row,
-            Err(e) => {
-                return Err(match unique_violation(&e) {
-                    Some("scan_runs_one_running_idx") => {
-                        ServiceError::Conflict(Clash::ScanInProgress).into()
-                    }
-                    _ => e.into(),
-                });
+            match inserted {
+                Ok(row) => row,
+                Err(e) => {
+                    return Err(match unique_violation(&e) {
+                        Some("scan_runs_one_running_idx") => {
+                            ServiceError::Conflict(Clash::ScanInProgress).into()
+                        }
+                        _ => e.into(),
+                    });
+                }
             }
-        }
-    };
-    if let Err(e) = state
-        .jobs
-        .dispatch(state, Job::Scan { scan_id, worker })
-        .await
-    {
-        let client = state.edge.db.get().await?;
-        client
+        };
+        if let Err(e) = self
+            .0
+            .jobs
+            .dispatch(self, Job::Scan { scan_id, worker })
+            .await
+        {
+            let client = self.0.db.get().await?;
+            client
             .execute(
                 "UPDATE scan_runs SET status = 'failed', finished_at = now(), \
                  errors = '[{\"dataset\": null, \"message\": \"the scan could not be started\"}]'::jsonb \
@@ -173,18 +274,20 @@ pub async fn start_scan(
                 &[&scan_id],
             )
             .await?;
-        return Err(ServiceError::unavailable(e.context("starting a scan")).into());
+            return Err(ServiceError::unavailable(e.context("starting a scan")).into());
+        }
+        Ok(ScanRun::from_row(&row))
     }
-    Ok(ScanRun::from_row(&row))
 }
 
-/// Finds running scans whose worker went silent (of one connection, or all): each is run
-/// again by a new worker, or failed once it has been tried [`MAX_ATTEMPTS`] times. Cheap
-/// when there is nothing to do; run by every look at a scan and by the scheduled tick.
-pub async fn reap(state: &AppState, connection: Option<Uuid>) -> ApiResult<()> {
-    let stale = f64::from(u32::try_from(STALE_AFTER.as_secs()).unwrap_or(u32::MAX));
-    let client = state.edge.db.get().await?;
-    client
+impl Catalog {
+    /// Finds running scans whose worker went silent (of one connection, or all): each is run
+    /// again by a new worker, or failed once it has been tried [`MAX_ATTEMPTS`] times. Cheap
+    /// when there is nothing to do; run by every look at a scan and by the scheduled tick.
+    pub async fn reap(&self, connection: Option<Uuid>) -> ApiResult<()> {
+        let stale = f64::from(u32::try_from(STALE_AFTER.as_secs()).unwrap_or(u32::MAX));
+        let client = self.0.db.get().await?;
+        client
         .execute(
             "UPDATE scan_runs SET status = 'failed', finished_at = now(), \
              errors = errors || '[{\"dataset\": null, \"message\": \"the worker running this scan stopped answering, and so did the one that took over\"}]'::jsonb \
@@ -193,7 +296,7 @@ pub async fn reap(state: &AppState, connection: Option<Uuid>) -> ApiResult<()> {
             &[&stale, &MAX_ATTEMPTS, &connection],
         )
         .await?;
-    let resumed = client
+        let resumed = client
         .query(
             "UPDATE scan_runs SET attempts = attempts + 1, worker = gen_random_uuid(), heartbeat_at = now() \
              WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1) \
@@ -202,19 +305,21 @@ pub async fn reap(state: &AppState, connection: Option<Uuid>) -> ApiResult<()> {
             &[&stale, &MAX_ATTEMPTS, &connection],
         )
         .await?;
-    drop(client);
-    for row in resumed {
-        let (scan_id, worker): (Uuid, Uuid) = (row.get("id"), row.get("worker"));
-        tracing::warn!(%scan_id, "a scan's worker went silent; running it again");
-        if let Err(e) = state
-            .jobs
-            .dispatch(state, Job::Scan { scan_id, worker })
-            .await
-        {
-            tracing::error!(%scan_id, error = %format!("{e:#}"), "resuming a scan");
+        drop(client);
+        for row in resumed {
+            let (scan_id, worker): (Uuid, Uuid) = (row.get("id"), row.get("worker"));
+            tracing::warn!(%scan_id, "a scan's worker went silent; running it again");
+            if let Err(e) = self
+                .0
+                .jobs
+                .dispatch(self, Job::Scan { scan_id, worker })
+                .await
+            {
+                tracing::error!(%scan_id, error = %format!("{e:#}"), "resuming a scan");
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// What a worker made of its scan.
@@ -227,17 +332,14 @@ pub enum ScanOutcome {
     NotOurs,
 }
 
-/// Runs scan `scan_id` as `worker` (the job's entry point). Writes its progress and its
-/// heartbeat as it goes, holds no pooled connection while it waits on the warehouse, and
-/// stops as soon as it learns the scan was handed to another worker.
-pub async fn run_scan(
-    state: &AppState,
-    scan_id: Uuid,
-    worker: Uuid,
-) -> anyhow::Result<ScanOutcome> {
-    let connection = {
-        let client = state.edge.db.get().await?;
-        let Some(row) = client
+impl Catalog {
+    /// Runs scan `scan_id` as `worker` (the job's entry point). Writes its progress and its
+    /// heartbeat as it goes, holds no pooled connection while it waits on the warehouse, and
+    /// stops as soon as it learns the scan was handed to another worker.
+    pub async fn run_scan(&self, scan_id: Uuid, worker: Uuid) -> anyhow::Result<ScanOutcome> {
+        let connection = {
+            let client = self.0.db.get().await?;
+            let Some(row) = client
             .query_opt(
                 &format!(
                     "SELECT {CONNECTION_COLUMNS} FROM scan_runs s JOIN connections c ON c.id = s.connection_id \
@@ -249,151 +351,156 @@ pub async fn run_scan(
         else {
             return Ok(ScanOutcome::NotOurs);
         };
-        Connection::from_row(&row)
-    };
-    let lost = async {
-        loop {
-            tokio::time::sleep(HEARTBEAT_EVERY).await;
-            let beat = async {
-                let client = state.edge.db.get().await?;
-                let n = client
+            Connection::from_row(&row)
+        };
+        let lost = async {
+            loop {
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                let beat = async {
+                    let client = self.0.db.get().await?;
+                    let n = client
                     .execute(
                         "UPDATE scan_runs SET heartbeat_at = now() WHERE id = $1 AND worker = $2 AND status = 'running'",
                         &[&scan_id, &worker],
                     )
                     .await?;
-                Ok::<_, ApiError>(n)
-            };
-            match beat.await {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(%scan_id, error = %e, "a scan's heartbeat"),
+                    Ok::<_, ApiError>(n)
+                };
+                match beat.await {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(%scan_id, error = %e, "a scan's heartbeat"),
+                }
+            }
+        };
+        tokio::select! {
+            done = self.scan_body(&connection, scan_id, worker) => done.map_err(|e| anyhow::anyhow!("{e}"))?,
+            () = lost => {
+                tracing::warn!(%scan_id, "another worker has this scan; stopping");
+                return Ok(ScanOutcome::NotOurs);
             }
         }
-    };
-    tokio::select! {
-        done = scan_body(state, &connection, scan_id, worker) => done.map_err(|e| anyhow::anyhow!("{e}"))?,
-        () = lost => {
-            tracing::warn!(%scan_id, "another worker has this scan; stopping");
-            return Ok(ScanOutcome::NotOurs);
-        }
+        Ok(ScanOutcome::Finished)
     }
-    Ok(ScanOutcome::Finished)
 }
 
-async fn scan_body(
-    state: &AppState,
-    connection: &Connection,
-    scan_id: Uuid,
-    worker: Uuid,
-) -> ApiResult<()> {
-    let started = Instant::now();
-    let mut bridge = Duration::ZERO;
-    let mut errors: Vec<ScanError> = Vec::new();
-    let finish = async |status: &str, errors: &[ScanError], bridge: Duration| {
-        let client = state.edge.db.get().await?;
-        client
+impl Catalog {
+    async fn scan_body(
+        &self,
+        connection: &Connection,
+        scan_id: Uuid,
+        worker: Uuid,
+    ) -> ApiResult<()> {
+        let started = Instant::now();
+        let mut bridge = Duration::ZERO;
+        let mut errors: Vec<ScanError> = Vec::new();
+        let finish = async |status: &str, errors: &[ScanError], bridge: Duration| {
+            let client = self.0.db.get().await?;
+            client
             .execute(
                 "UPDATE scan_runs SET status = $3, errors = $4, bridge_ms = $5, duration_ms = $6, finished_at = now(), \
                  heartbeat_at = now() WHERE id = $1 AND worker = $2",
                 &[&scan_id, &worker, &status, &serde_json::to_value(errors).unwrap_or_default(), &ms(bridge), &ms(started.elapsed())],
             )
             .await?;
-        tracing::info!(
-            connection_id = %connection.id, %scan_id, status, bridge_ms = ms(bridge),
-            duration_ms = ms(started.elapsed()), "catalog scanned"
-        );
-        Ok::<_, ApiError>(())
-    };
-
-    let warehouse = match state.warehouse(connection).await {
-        Ok(w) => w,
-        Err(e) => {
-            errors.push(ScanError {
-                dataset: None,
-                message: e.public_message().into_owned(),
-            });
-            return finish("failed", &errors, bridge).await;
-        }
-    };
-    let datasets = match tokio::time::timeout(DATASET_TIMEOUT, warehouse.list_datasets()).await {
-        Ok(Ok(d)) => d,
-        Ok(Err(e)) => {
-            errors.push(ScanError {
-                dataset: None,
-                message: e.to_string(),
-            });
-            return finish("failed", &errors, bridge).await;
-        }
-        Err(_) => {
-            errors.push(ScanError {
-                dataset: None,
-                message: "listing datasets timed out".into(),
-            });
-            return finish("failed", &errors, bridge).await;
-        }
-    };
-
-    let t = Instant::now();
-    let ids = {
-        let mut client = state.edge.db.get().await?;
-        upsert_datasets(&mut client, connection.id, scan_id, &datasets).await?
-    };
-    bridge += t.elapsed();
-
-    // At most SCAN_PARALLELISM datasets are read at once; each is written as it arrives,
-    // on a connection taken from the pool for that write only.
-    let names: Vec<(String, String)> = datasets
-        .iter()
-        .map(|d| (d.name.clone(), d.fully_qualified_name.clone()))
-        .collect();
-    let mut reads = futures::stream::iter(
-        names
-            .into_iter()
-            .map(move |(name, fqn)| read_dataset(warehouse.clone(), name, fqn)),
-    )
-    .buffer_unordered(SCAN_PARALLELISM);
-    let (mut scanned, mut skipped) = (0i64, 0i64);
-    while let Some((fqn, tables)) = reads.next().await {
-        let t = Instant::now();
-        let Some(&dataset_id) = ids.get(&fqn) else {
-            continue;
+            tracing::info!(
+                connection_id = %connection.id, %scan_id, status, bridge_ms = ms(bridge),
+                duration_ms = ms(started.elapsed()), "catalog scanned"
+            );
+            Ok::<_, ApiError>(())
         };
-        let mut client = state.edge.db.get().await?;
-        match tables {
-            Ok(tables) => {
-                let (written, unchanged) = write_tables(&mut client, dataset_id, &tables).await?;
-                scanned += written + unchanged;
-                skipped += unchanged;
-            }
-            Err(message) => {
-                client
-                    .execute(
-                        "UPDATE datasets SET scan_error = $2, updated_at = now() WHERE id = $1",
-                        &[&dataset_id, &message],
-                    )
-                    .await?;
+
+        let warehouse = match self.0.connections.warehouse(connection).await {
+            Ok(w) => w,
+            Err(e) => {
                 errors.push(ScanError {
-                    dataset: Some(fqn),
-                    message,
+                    dataset: None,
+                    message: e.public_message().into_owned(),
                 });
+                return finish("failed", &errors, bridge).await;
             }
-        }
-        client
+        };
+        let datasets = match tokio::time::timeout(DATASET_TIMEOUT, warehouse.list_datasets()).await
+        {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
+                errors.push(ScanError {
+                    dataset: None,
+                    message: e.to_string(),
+                });
+                return finish("failed", &errors, bridge).await;
+            }
+            Err(_) => {
+                errors.push(ScanError {
+                    dataset: None,
+                    message: "listing datasets timed out".into(),
+                });
+                return finish("failed", &errors, bridge).await;
+            }
+        };
+
+        let t = Instant::now();
+        let ids = {
+            let mut client = self.0.db.get().await?;
+            upsert_datasets(&mut client, connection.id, scan_id, &datasets).await?
+        };
+        bridge += t.elapsed();
+
+        // At most SCAN_PARALLELISM datasets are read at once; each is written as it arrives,
+        // on a connection taken from the pool for that write only.
+        let names: Vec<(String, String)> = datasets
+            .iter()
+            .map(|d| (d.name.clone(), d.fully_qualified_name.clone()))
+            .collect();
+        let mut reads = futures::stream::iter(
+            names
+                .into_iter()
+                .map(move |(name, fqn)| read_dataset(warehouse.clone(), name, fqn)),
+        )
+        .buffer_unordered(SCAN_PARALLELISM);
+        let (mut scanned, mut skipped) = (0i64, 0i64);
+        while let Some((fqn, tables)) = reads.next().await {
+            let t = Instant::now();
+            let Some(&dataset_id) = ids.get(&fqn) else {
+                continue;
+            };
+            let mut client = self.0.db.get().await?;
+            match tables {
+                Ok(tables) => {
+                    let (written, unchanged) =
+                        write_tables(&mut client, dataset_id, &tables).await?;
+                    scanned += written + unchanged;
+                    skipped += unchanged;
+                }
+                Err(message) => {
+                    client
+                        .execute(
+                            "UPDATE datasets SET scan_error = $2, updated_at = now() WHERE id = $1",
+                            &[&dataset_id, &message],
+                        )
+                        .await?;
+                    errors.push(ScanError {
+                        dataset: Some(fqn),
+                        message,
+                    });
+                }
+            }
+            client
             .execute(
                 "UPDATE scan_runs SET datasets_scanned = datasets_scanned + 1, tables_scanned = $3, tables_skipped = $4, \
                  errors = $5, heartbeat_at = now() WHERE id = $1 AND worker = $2",
                 &[&scan_id, &worker, &(scanned as i32), &(skipped as i32), &serde_json::to_value(&errors).unwrap_or_default()],
             )
             .await?;
-        bridge += t.elapsed();
+            bridge += t.elapsed();
+        }
+        let status = if errors.is_empty() {
+            "succeeded"
+        } else {
+            "partial"
+        };
+        finish(status, &errors, bridge).await
     }
-    let status = if errors.is_empty() {
-        "succeeded"
-    } else {
-        "partial"
-    };
-    finish(status, &errors, bridge).await
 }
 
 async fn read_dataset(
@@ -740,92 +847,94 @@ impl CachedColumns {
     }
 }
 
-/// Columns of a table, read live from the warehouse and cached (in-process, and in the
-/// cache bucket) for as long as the table's fingerprint stays the same.
-pub async fn table_columns(
-    state: &AppState,
-    user: &CurrentUser,
-    table_id: Uuid,
-) -> ApiResult<TableSchema> {
-    let client = state.edge.db.get().await?;
-    let stmt = client
+impl Catalog {
+    /// Columns of a table, read live from the warehouse and cached (in-process, and in the
+    /// cache bucket) for as long as the table's fingerprint stays the same.
+    pub async fn table_columns(
+        &self,
+        user: &CurrentUser,
+        table_id: Uuid,
+    ) -> ApiResult<TableSchema> {
+        let client = self.0.db.get().await?;
+        let stmt = client
         .prepare_cached(&format!(
             "SELECT {TABLE_COLUMNS}, d.name AS dataset_name, c.id AS connection_id, m.role FROM tables t JOIN datasets d ON d.id = t.dataset_id \
              JOIN connections c ON c.id = d.connection_id \
              LEFT JOIN team_members m ON m.team_id = c.team_id AND m.user_id = $2 WHERE t.id = $1"
         ))
         .await?;
-    let not_found = || ApiError::from(ServiceError::NotFound(Missing::Table));
-    let row = client
-        .query_opt(&stmt, &[&table_id, &user.id])
-        .await?
-        .ok_or_else(not_found)?;
-    require(
-        row.get::<_, Option<&str>>("role").and_then(Role::parse),
-        Role::Viewer,
-        not_found,
-    )?;
-    let table = table_from_row(&row);
-    let dataset: String = row.get("dataset_name");
-    let connection_id: Uuid = row.get("connection_id");
+        let not_found = || ApiError::from(ServiceError::NotFound(Missing::Table));
+        let row = client
+            .query_opt(&stmt, &[&table_id, &user.id])
+            .await?
+            .ok_or_else(not_found)?;
+        require(
+            row.get::<_, Option<&str>>("role").and_then(Role::parse),
+            Role::Viewer,
+            not_found,
+        )?;
+        let table = table_from_row(&row);
+        let dataset: String = row.get("dataset_name");
+        let connection_id: Uuid = row.get("connection_id");
 
-    // Everything that makes the answer: the connection (so no entry crosses a team), the
-    // table and its fingerprint (which covers its columns, so a rescan that sees them change
-    // makes a new key). Entries also age out after COLUMNS_MAX_AGE, rescan or not.
-    let key = format!(
-        "catalog/columns/{connection_id}/{table_id}/{}.json",
-        table.fingerprint
-    );
-    let fresh = |read_at: OffsetDateTime| OffsetDateTime::now_utc() - read_at < COLUMNS_MAX_AGE;
-    if let Some(cached) = state.column_cache.get(&key).await
-        && fresh(cached.read_at)
-    {
-        return Ok(TableSchema {
-            table,
-            dataset,
-            columns: cached.columns.clone(),
-            cached: true,
-        });
-    }
-    if let Ok(blob) = state.buckets.cache.get(&key).await
-        && let Ok(stored) = serde_json::from_slice::<CachedColumns>(&blob.bytes)
-        && fresh(stored.read_at)
-    {
-        let columns = stored.columns.clone();
-        state.column_cache.insert(key, Arc::new(stored)).await;
-        return Ok(TableSchema {
+        // Everything that makes the answer: the connection (so no entry crosses a team), the
+        // table and its fingerprint (which covers its columns, so a rescan that sees them change
+        // makes a new key). Entries also age out after COLUMNS_MAX_AGE, rescan or not.
+        let key = format!(
+            "catalog/columns/{connection_id}/{table_id}/{}.json",
+            table.fingerprint
+        );
+        let fresh = |read_at: OffsetDateTime| OffsetDateTime::now_utc() - read_at < COLUMNS_MAX_AGE;
+        if let Some(cached) = self.0.columns.get(&key).await
+            && fresh(cached.read_at)
+        {
+            return Ok(TableSchema {
+                table,
+                dataset,
+                columns: cached.columns.clone(),
+                cached: true,
+            });
+        }
+        if let Ok(blob) = self.0.cache.get(&key).await
+            && let Ok(stored) = serde_json::from_slice::<CachedColumns>(&blob.bytes)
+            && fresh(stored.read_at)
+        {
+            let columns = stored.columns.clone();
+            self.0.columns.insert(key, Arc::new(stored)).await;
+            return Ok(TableSchema {
+                table,
+                dataset,
+                columns,
+                cached: true,
+            });
+        }
+        let connection = crate::connections::by_id(&client, connection_id)
+            .await?
+            .ok_or_else(connection_not_found)?;
+        drop(client);
+        let warehouse = self.0.connections.warehouse(&connection).await?;
+        let columns = warehouse
+            .table_columns(&dataset, &table.name)
+            .await
+            .map_err(warehouse_error)?;
+        let stored = CachedColumns {
+            read_at: OffsetDateTime::now_utc(),
+            columns: columns.clone(),
+        };
+        if let Ok(bytes) = serde_json::to_vec(&stored) {
+            // The cache is an optimisation: failing to fill it is not the caller's problem.
+            if let Err(e) = self.0.cache.put(&key, bytes.into()).await {
+                tracing::warn!(error = %e, "caching table columns");
+            }
+        }
+        self.0.columns.insert(key, Arc::new(stored)).await;
+        Ok(TableSchema {
             table,
             dataset,
             columns,
-            cached: true,
-        });
+            cached: false,
+        })
     }
-    let connection = crate::connections::by_id(&client, connection_id)
-        .await?
-        .ok_or_else(connection_not_found)?;
-    drop(client);
-    let warehouse = state.warehouse(&connection).await?;
-    let columns = warehouse
-        .table_columns(&dataset, &table.name)
-        .await
-        .map_err(warehouse_error)?;
-    let stored = CachedColumns {
-        read_at: OffsetDateTime::now_utc(),
-        columns: columns.clone(),
-    };
-    if let Ok(bytes) = serde_json::to_vec(&stored) {
-        // The cache is an optimisation: failing to fill it is not the caller's problem.
-        if let Err(e) = state.buckets.cache.put(&key, bytes.into()).await {
-            tracing::warn!(error = %e, "caching table columns");
-        }
-    }
-    state.column_cache.insert(key, Arc::new(stored)).await;
-    Ok(TableSchema {
-        table,
-        dataset,
-        columns,
-        cached: false,
-    })
 }
 
 /// One scanned table of a connection, as the checks and the lineage name it.

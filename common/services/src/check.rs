@@ -16,7 +16,9 @@ use uuid::Uuid;
 
 use sqlguard::TableRef;
 
-use crate::{AppState, connections, connections::Connection, connections::ConnectionStatus};
+use crate::{
+    connections, connections::Connection, connections::ConnectionStatus, dashboards::Dashboards,
+};
 use base::{domain::Role, domain::TeamSettings};
 use dashboard::{
     compile::{CompiledQuery, compile},
@@ -92,131 +94,134 @@ fn placeholder(t: &ParamType) -> ParamValue {
     }
 }
 
-/// Checks `yaml` completely. `team` (when creating under a team) must own the connection.
-/// A caller who may not read the connection sees it as not found, in the report; one who
-/// reads it without the editor role gets 403.
-pub async fn check(
-    state: &AppState,
-    user: &CurrentUser,
-    yaml: &str,
-    team: Option<Uuid>,
-) -> ApiResult<Outcome> {
-    let parsed = validate::parse(yaml);
-    let mut errors: Vec<Issue> = parsed.errors.clone();
-    let warnings: Vec<Issue> = parsed.warnings.clone();
-    let finish = |errors: Vec<Issue>, warnings: Vec<Issue>, checked: Option<Checked>| Outcome {
-        report: ValidationReport {
-            valid: errors.is_empty(),
-            errors: errors.into_iter().map(Into::into).collect(),
-            warnings: warnings.into_iter().map(Into::into).collect(),
-        },
-        checked,
-    };
-    let Some(spec) = parsed.spec.clone() else {
-        return Ok(finish(errors, warnings, None));
-    };
+impl Dashboards {
+    /// Checks `yaml` completely. `team` (when creating under a team) must own the connection.
+    /// A caller who may not read the connection sees it as not found, in the report; one who
+    /// reads it without the editor role gets 403.
+    pub async fn check(
+        &self,
+        user: &CurrentUser,
+        yaml: &str,
+        team: Option<Uuid>,
+    ) -> ApiResult<Outcome> {
+        let parsed = validate::parse(yaml);
+        let mut errors: Vec<Issue> = parsed.errors.clone();
+        let warnings: Vec<Issue> = parsed.warnings.clone();
+        let finish = |errors: Vec<Issue>, warnings: Vec<Issue>, checked: Option<Checked>| Outcome {
+            report: ValidationReport {
+                valid: errors.is_empty(),
+                errors: errors.into_iter().map(Into::into).collect(),
+                warnings: warnings.into_iter().map(Into::into).collect(),
+            },
+            checked,
+        };
+        let Some(spec) = parsed.spec.clone() else {
+            return Ok(finish(errors, warnings, None));
+        };
 
-    let client = state.edge.db.get().await?;
-    let loaded = connections::load(&client, spec.connection, user, Role::Editor).await;
-    let connection = match loaded {
-        Ok((c, _)) => c,
-        Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => {
+        let client = self.0.db.get().await?;
+        let loaded = connections::load(&client, spec.connection, user, Role::Editor).await;
+        let connection = match loaded {
+            Ok((c, _)) => c,
+            Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => {
+                errors.push(issue(
+                    &parsed,
+                    "connection",
+                    "no connection with this id in your teams",
+                ));
+                return Ok(finish(errors, warnings, None));
+            }
+            Err(e) => return Err(e),
+        };
+        if team.is_some_and(|t| t != connection.team_id) {
             errors.push(issue(
                 &parsed,
                 "connection",
-                "no connection with this id in your teams",
+                "this connection belongs to another team",
             ));
-            return Ok(finish(errors, warnings, None));
         }
-        Err(e) => return Err(e),
-    };
-    if team.is_some_and(|t| t != connection.team_id) {
-        errors.push(issue(
-            &parsed,
-            "connection",
-            "this connection belongs to another team",
-        ));
-    }
-    if connection.status != ConnectionStatus::Validated {
-        errors.push(issue(
-            &parsed,
-            "connection",
-            "the connection is not validated; validate it first",
-        ));
-    }
-    let dialect = connection.warehouse_type;
-
-    // Compile (refs inlined, params bound). Template and ref problems were reported by the
-    // structural checks already when those failed; otherwise they are new here.
-    let structural_failed = !parsed.errors.is_empty();
-    let (compiled, compile_errors) = compile(&spec, dialect);
-    if !structural_failed {
-        for e in compile_errors {
+        if connection.status != ConnectionStatus::Validated {
             errors.push(issue(
                 &parsed,
-                &format!("queries[{}].sql", e.query),
-                e.message,
+                "connection",
+                "the connection is not validated; validate it first",
             ));
         }
-    }
+        let dialect = connection.warehouse_type;
 
-    // The guard, then the catalog: every table a query reads must be a scanned table of
-    // this connection, compared on all three parts (project or database too: a scanned
-    // `analytics.t` says nothing about `other-project.analytics.t`).
-    let catalog: HashSet<(String, String, String)> =
-        crate::catalog::scanned_tables(&client, connection.id)
-            .await?
-            .into_iter()
-            .map(|t| (t.home, t.dataset, t.table))
-            .collect();
-    let home = catalog
-        .iter()
-        .next()
-        .map(|(home, _, _)| home.clone())
-        .unwrap_or_default();
-    let same_catalog = |written: &str| match dialect {
-        // Project ids are lower case; BigQuery resolves them without regard to case.
-        platform::warehouse::Dialect::Bigquery => written.eq_ignore_ascii_case(&home),
-        platform::warehouse::Dialect::Postgres => written == home,
-    };
-    let settings_row = client
-        .query_one(
-            "SELECT settings FROM teams WHERE id = $1",
-            &[&connection.team_id],
-        )
-        .await?;
-    let team_settings: TeamSettings =
-        serde_json::from_value(settings_row.get("settings")).unwrap_or_default();
-    drop(client);
-    let mut tables: HashMap<String, Vec<TableRef>> = HashMap::new();
-    let mut runnable: Vec<usize> = Vec::new();
-    let mut unscanned = false;
-    for (i, q) in compiled.iter().enumerate() {
-        let path = format!("queries[{i}].sql");
-        match sqlguard::check(&q.sql, dialect) {
-            Err(problems) => {
-                for p in problems {
-                    let at = match (p.line, p.column) {
-                        (Some(l), Some(c)) => {
-                            format!(" (line {l}, column {c} of the compiled query)")
-                        }
-                        _ => String::new(),
-                    };
-                    errors.push(issue(&parsed, &path, format!("{}{at}", p.message)));
-                }
+        // Compile (refs inlined, params bound). Template and ref problems were reported by the
+        // structural checks already when those failed; otherwise they are new here.
+        let structural_failed = !parsed.errors.is_empty();
+        let (compiled, compile_errors) = compile(&spec, dialect);
+        if !structural_failed {
+            for e in compile_errors {
+                errors.push(issue(
+                    &parsed,
+                    &format!("queries[{}].sql", e.query),
+                    e.message,
+                ));
             }
-            Ok(refs) => {
-                let mut ok = true;
-                for t in &refs {
-                    if catalog.is_empty() {
-                        unscanned = true;
-                        ok = false;
-                    } else if let Some(other) = t.catalog.as_deref().filter(|c| !same_catalog(c)) {
-                        let (what, whose) = match dialect {
-                            platform::warehouse::Dialect::Bigquery => ("project", "project"),
-                            platform::warehouse::Dialect::Postgres => ("database", "database"),
+        }
+
+        // The guard, then the catalog: every table a query reads must be a scanned table of
+        // this connection, compared on all three parts (project or database too: a scanned
+        // `analytics.t` says nothing about `other-project.analytics.t`).
+        let catalog: HashSet<(String, String, String)> =
+            crate::catalog::scanned_tables(&client, connection.id)
+                .await?
+                .into_iter()
+                .map(|t| (t.home, t.dataset, t.table))
+                .collect();
+        let home = catalog
+            .iter()
+            .next()
+            .map(|(home, _, _)| home.clone())
+            .unwrap_or_default();
+        let same_catalog = |written: &str| match dialect {
+            // Project ids are lower case; BigQuery resolves them without regard to case.
+            platform::warehouse::Dialect::Bigquery => written.eq_ignore_ascii_case(&home),
+            platform::warehouse::Dialect::Postgres => written == home,
+        };
+        let settings_row = client
+            .query_one(
+                "SELECT settings FROM teams WHERE id = $1",
+                &[&connection.team_id],
+            )
+            .await?;
+        let team_settings: TeamSettings =
+            serde_json::from_value(settings_row.get("settings")).unwrap_or_default();
+        drop(client);
+        let mut tables: HashMap<String, Vec<TableRef>> = HashMap::new();
+        let mut runnable: Vec<usize> = Vec::new();
+        let mut unscanned = false;
+        for (i, q) in compiled.iter().enumerate() {
+            let path = format!("queries[{i}].sql");
+            match sqlguard::check(&q.sql, dialect) {
+                Err(problems) => {
+                    for p in problems {
+                        let at = match (p.line, p.column) {
+                            (Some(l), Some(c)) => {
+                                format!(" (line {l}, column {c} of the compiled query)")
+                            }
+                            _ => String::new(),
                         };
-                        errors.push(issue(
+                        errors.push(issue(&parsed, &path, format!("{}{at}", p.message)));
+                    }
+                }
+                Ok(refs) => {
+                    let mut ok = true;
+                    for t in &refs {
+                        if catalog.is_empty() {
+                            unscanned = true;
+                            ok = false;
+                        } else if let Some(other) =
+                            t.catalog.as_deref().filter(|c| !same_catalog(c))
+                        {
+                            let (what, whose) = match dialect {
+                                platform::warehouse::Dialect::Bigquery => ("project", "project"),
+                                platform::warehouse::Dialect::Postgres => ("database", "database"),
+                            };
+                            errors.push(issue(
                             &parsed,
                             &path,
                             format!(
@@ -224,10 +229,13 @@ pub async fn check(
                                  only tables of the connection's scanned catalog may be read"
                             ),
                         ));
-                        ok = false;
-                    } else if !catalog.contains(&(home.clone(), t.dataset.clone(), t.table.clone()))
-                    {
-                        errors.push(issue(
+                            ok = false;
+                        } else if !catalog.contains(&(
+                            home.clone(),
+                            t.dataset.clone(),
+                            t.table.clone(),
+                        )) {
+                            errors.push(issue(
                             &parsed,
                             &path,
                             format!(
@@ -235,35 +243,35 @@ pub async fn check(
                                 t.dataset, t.table
                             ),
                         ));
-                        ok = false;
+                            ok = false;
+                        }
                     }
-                }
-                tables.insert(q.id.clone(), refs);
-                if ok {
-                    runnable.push(i);
+                    tables.insert(q.id.clone(), refs);
+                    if ok {
+                        runnable.push(i);
+                    }
                 }
             }
         }
-    }
-    if unscanned {
-        errors.push(issue(
-            &parsed,
-            "connection",
-            "the connection's catalog is empty; scan the connection first",
-        ));
-    }
+        if unscanned {
+            errors.push(issue(
+                &parsed,
+                "connection",
+                "the connection's catalog is empty; scan the connection first",
+            ));
+        }
 
-    // Dry runs: bytes under the cap, and the output columns for the tiles.
-    let mut columns: HashMap<String, Vec<Column>> = HashMap::new();
-    if !runnable.is_empty() && connection.status == ConnectionStatus::Validated {
-        let warehouse = state.warehouse(&connection).await?;
-        let cap = team_settings.max_bytes_billed();
-        let mut running = futures::stream::iter(runnable)
-            .map(|i| dry_run(warehouse.clone(), &spec, &compiled[i], i))
-            .buffer_unordered(DRY_RUN_PARALLELISM);
-        while let Some((i, result)) = running.next().await {
-            let path = format!("queries[{i}].sql");
-            match result {
+        // Dry runs: bytes under the cap, and the output columns for the tiles.
+        let mut columns: HashMap<String, Vec<Column>> = HashMap::new();
+        if !runnable.is_empty() && connection.status == ConnectionStatus::Validated {
+            let warehouse = self.0.connections.warehouse(&connection).await?;
+            let cap = team_settings.max_bytes_billed();
+            let mut running = futures::stream::iter(runnable)
+                .map(|i| dry_run(warehouse.clone(), &spec, &compiled[i], i))
+                .buffer_unordered(DRY_RUN_PARALLELISM);
+            while let Some((i, result)) = running.next().await {
+                let path = format!("queries[{i}].sql");
+                match result {
                 Ok(dry) if dry.bytes > cap => errors.push(issue(
                     &parsed,
                     &path,
@@ -277,44 +285,45 @@ pub async fn check(
                 }
                 Err(e) => errors.push(issue(&parsed, &path, format!("the warehouse refused the dry run: {e}"))),
             }
-        }
-    }
-
-    // Tiles' columns exist in their query's output.
-    for (t, tile) in spec.layout.iter().enumerate() {
-        let Some(query) = tile.query.as_deref() else {
-            continue;
-        };
-        let Some(cols) = columns.get(query) else {
-            continue;
-        };
-        for (field, column) in tile.column_refs() {
-            if !cols.iter().any(|c| c.name == column) {
-                let have: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
-                errors.push(issue(
-                    &parsed,
-                    &format!("layout[{t}].{field}"),
-                    format!(
-                        "`{column}` is not a column of query `{query}` (it has: {})",
-                        have.join(", ")
-                    ),
-                ));
             }
         }
-    }
 
-    errors.sort_by_key(|i| (i.line.unwrap_or(usize::MAX), i.column.unwrap_or(0)));
-    let checked = if errors.is_empty() {
-        Some(Checked {
-            spec,
-            connection,
-            queries: compiled,
-            tables,
-        })
-    } else {
-        None
-    };
-    Ok(finish(errors, warnings, checked))
+        // Tiles' columns exist in their query's output.
+        for (t, tile) in spec.layout.iter().enumerate() {
+            let Some(query) = tile.query.as_deref() else {
+                continue;
+            };
+            let Some(cols) = columns.get(query) else {
+                continue;
+            };
+            for (field, column) in tile.column_refs() {
+                if !cols.iter().any(|c| c.name == column) {
+                    let have: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+                    errors.push(issue(
+                        &parsed,
+                        &format!("layout[{t}].{field}"),
+                        format!(
+                            "`{column}` is not a column of query `{query}` (it has: {})",
+                            have.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+
+        errors.sort_by_key(|i| (i.line.unwrap_or(usize::MAX), i.column.unwrap_or(0)));
+        let checked = if errors.is_empty() {
+            Some(Checked {
+                spec,
+                connection,
+                queries: compiled,
+                tables,
+            })
+        } else {
+            None
+        };
+        Ok(finish(errors, warnings, checked))
+    }
 }
 
 async fn dry_run(

@@ -12,7 +12,11 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::error::{Clash, ServiceError, ServiceResult};
-use edge::{ApiError, ApiResult, CurrentUser, tenancy::require};
+use deadpool_postgres::Pool;
+use edge::{
+    ApiError, ApiResult, CurrentUser,
+    tenancy::{require, require_team_role},
+};
 
 use platform::{
     blob::BlobError, blob::BlobStore, keyring, keyring::Binding, keyring::Envelope,
@@ -26,7 +30,7 @@ use platform::{
 
 use base::domain::Role;
 
-use settings::{Settings, WarehouseSettings};
+use settings::WarehouseSettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -265,45 +269,6 @@ pub async fn delete(tx: &deadpool_postgres::Transaction<'_>, id: Uuid) -> ApiRes
     }
 }
 
-/// Seals and stores credentials; only if nothing is stored there yet.
-pub async fn store_credentials(
-    blobs: &dyn BlobStore,
-    ring: &dyn KeyRing,
-    team_id: Uuid,
-    connection_id: Uuid,
-    secret: &[u8],
-) -> ApiResult<(String, String)> {
-    let envelope = keyring::seal(ring, &Binding::credential(team_id, connection_id), secret)
-        .await
-        .map_err(keyring_error)?;
-    let key = credentials_key(team_id, connection_id);
-    let bytes =
-        serde_json::to_vec(&envelope).map_err(|e| ApiError::from(ServiceError::internal(e)))?;
-    blobs
-        .create(&key, Bytes::from(bytes))
-        .await
-        .map_err(blob_error)?;
-    Ok((key, envelope.key_id))
-}
-
-/// Loads and opens a connection's credentials.
-pub async fn load_credentials(
-    blobs: &dyn BlobStore,
-    ring: &dyn KeyRing,
-    connection: &Connection,
-) -> ServiceResult<Zeroizing<Vec<u8>>> {
-    let blob = blobs.get(&connection.credentials_key).await?;
-    let envelope: Envelope = serde_json::from_slice(&blob.bytes).map_err(|e| {
-        ServiceError::internal(anyhow::Error::new(e).context("the stored envelope is unreadable"))
-    })?;
-    Ok(keyring::open(
-        ring,
-        &Binding::credential(connection.team_id, connection.id),
-        &envelope,
-    )
-    .await?)
-}
-
 pub fn keyring_error(e: KeyRingError) -> ApiError {
     ServiceError::from(e).into()
 }
@@ -443,37 +408,230 @@ pub async fn connect(
     Ok(Arc::new(Redacting { inner, secrets }))
 }
 
-/// Opened warehouses, cached per connection so credentials are decrypted (one KMS call)
-/// and clients built once per few minutes, not per query.
-pub struct Warehouses {
-    cache: moka::future::Cache<(Uuid, String), Arc<dyn Warehouse>>,
+/// The connections service: the `connections` rows and their sealed credentials, and the
+/// warehouses they open. Built from the pool, the credentials bucket, the key ring and the
+/// warehouse settings; cheap to clone.
+#[derive(Clone)]
+pub struct Connections(Arc<ConnectionsInner>);
+
+struct ConnectionsInner {
+    db: Pool,
+    credentials: Arc<dyn BlobStore>,
+    key_ring: Arc<dyn KeyRing>,
+    settings: WarehouseSettings,
+    /// Opened warehouses, cached per connection (and credentials blob) so credentials are
+    /// decrypted (one KMS call) and clients built once per few minutes, not per query.
+    opened: moka::future::Cache<(Uuid, String), Arc<dyn Warehouse>>,
 }
 
-impl Default for Warehouses {
-    fn default() -> Self {
-        Self {
-            cache: moka::future::Cache::builder()
+/// What a new connection is made of, its credentials still in the clear.
+pub struct NewConnection {
+    pub name: String,
+    pub dialect: Dialect,
+    pub secret: Zeroizing<Vec<u8>>,
+    /// Non-secret facts about it (see [`Connection::details`]).
+    pub details: serde_json::Value,
+}
+
+/// What a validation concluded.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidationOutcome {
+    /// Every check passed: the status is `validated`.
+    Validated,
+    /// The warehouse refused something (credentials, permissions): the status is `failed`.
+    Failed,
+    /// The warehouse could not be reached or was too slow: the status is left as it was,
+    /// since that says nothing about the credentials. Try again later.
+    Unreachable,
+}
+
+/// A validation's outcome, with the connection as it now is.
+pub struct Validation {
+    pub connection: Connection,
+    pub outcome: ValidationOutcome,
+    pub checks: Vec<AccessCheck>,
+}
+
+/// Validation must answer within API Gateway's 29 s.
+const VALIDATION_TIMEOUT: Duration = Duration::from_secs(25);
+
+impl Connections {
+    pub fn new(
+        db: Pool,
+        credentials: Arc<dyn BlobStore>,
+        key_ring: Arc<dyn KeyRing>,
+        settings: WarehouseSettings,
+    ) -> Self {
+        Self(Arc::new(ConnectionsInner {
+            db,
+            credentials,
+            key_ring,
+            settings,
+            opened: moka::future::Cache::builder()
                 .max_capacity(1_000)
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
+        }))
+    }
+
+    /// The warehouse settings the connections open with (limits, allowed hosts).
+    pub fn settings(&self) -> &WarehouseSettings {
+        &self.0.settings
+    }
+
+    /// The connection and the caller's role in its team; 404 for non-members, 403 below
+    /// `needed`.
+    pub async fn get(
+        &self,
+        id: Uuid,
+        user: &CurrentUser,
+        needed: Role,
+    ) -> ApiResult<(Connection, Role)> {
+        let client = self.0.db.get().await?;
+        load(&client, id, user, needed).await
+    }
+
+    /// A page of the team's connections (members).
+    pub async fn list(
+        &self,
+        team_id: Uuid,
+        user: &CurrentUser,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> ApiResult<Vec<Connection>> {
+        let client = self.0.db.get().await?;
+        require_team_role(&client, team_id, user, Role::Viewer).await?;
+        Ok(list_page(&client, team_id, after, limit).await?)
+    }
+
+    /// Creates a connection (admins): its credentials are sealed and stored, then its row
+    /// written. Nothing half-written: the sealed blob goes if the row cannot be made.
+    pub async fn create(
+        &self,
+        team_id: Uuid,
+        user: &CurrentUser,
+        new: &NewConnection,
+    ) -> ApiResult<Connection> {
+        {
+            let client = self.0.db.get().await?;
+            require_team_role(&client, team_id, user, Role::Admin).await?;
+        }
+        let id = Uuid::now_v7();
+        // Sealing asks the key ring (a remote call): no pooled connection is held meanwhile.
+        let (key, key_id) = self.store_credentials(team_id, id, &new.secret).await?;
+        let inserted = async {
+            let client = self.0.db.get().await?;
+            insert(
+                &client,
+                &NewRow {
+                    id,
+                    team_id,
+                    name: &new.name,
+                    dialect: new.dialect,
+                    credentials_key: &key,
+                    key_id: &key_id,
+                    details: &new.details,
+                    created_by: user.id,
+                },
+            )
+            .await
+        }
+        .await;
+        match inserted {
+            Ok(connection) => {
+                tracing::info!(connection_id = %id, %team_id, warehouse_type = %new.dialect, "connection created");
+                Ok(connection)
+            }
+            Err(e) => {
+                if let Err(cleanup) = self.0.credentials.delete(&key).await {
+                    tracing::error!(error = %cleanup, "removing credentials of a connection that was not created");
+                }
+                Err(e)
+            }
         }
     }
-}
 
-impl Warehouses {
-    pub async fn open(
-        &self,
-        settings: &Settings,
-        blobs: &dyn BlobStore,
-        ring: &dyn KeyRing,
-        connection: &Connection,
-    ) -> ServiceResult<Arc<dyn Warehouse>> {
+    /// Validates a connection (editors): decrypts its credentials, connects, and checks
+    /// the permissions Bridge needs. The status becomes `validated` or `failed`, or stays
+    /// as it was when the warehouse could not be reached.
+    pub async fn validate(&self, id: Uuid, user: &CurrentUser) -> ApiResult<Validation> {
+        // No pooled connection is held while the key ring and the warehouse are asked.
+        let (connection, _) = self.get(id, user, Role::Editor).await?;
+        self.forget(id).await;
+        let secret = self.load_credentials(&connection).await?;
+        let checks = tokio::time::timeout(VALIDATION_TIMEOUT, async {
+            match connect(connection.warehouse_type, &secret, &self.0.settings).await {
+                Ok(warehouse) => warehouse.check_access().await,
+                Err(e) => vec![AccessCheck::failed("connect", &e)],
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            vec![AccessCheck::failed(
+                "timeout",
+                &WarehouseError::Timeout(VALIDATION_TIMEOUT),
+            )]
+        });
+        drop(secret);
+        let failed = checks.iter().find(|c| !c.ok);
+        let client = self.0.db.get().await?;
+        let (connection, outcome) = match failed {
+            // Unreachable or slow says nothing about the credentials: the status stays.
+            Some(check) if check.transient() => {
+                let connection = by_id(&client, id).await?.ok_or_else(connection_not_found)?;
+                (connection, ValidationOutcome::Unreachable)
+            }
+            Some(check) => {
+                let error = format!("{}: {}", check.name, check.message);
+                let connection =
+                    record_validation(&client, id, ConnectionStatus::Failed, Some(&error)).await?;
+                (connection, ValidationOutcome::Failed)
+            }
+            None => {
+                let connection =
+                    record_validation(&client, id, ConnectionStatus::Validated, None).await?;
+                (connection, ValidationOutcome::Validated)
+            }
+        };
+        tracing::info!(connection_id = %id, outcome = ?outcome, "connection validated");
+        Ok(Validation {
+            connection,
+            outcome,
+            checks,
+        })
+    }
+
+    /// Deletes a connection (admins): its sealed credentials, its row and everything that
+    /// hangs off it. Returns the connection as it was.
+    pub async fn delete(&self, id: Uuid, user: &CurrentUser) -> ApiResult<Connection> {
+        let mut client = self.0.db.get().await?;
+        let tx = client.transaction().await?;
+        let (connection, _) = load(&tx, id, user, Role::Admin).await?;
+        delete(&tx, id).await?;
+        // The blob goes before the commit: if it cannot be deleted, the row stays and the
+        // request can be retried (deleting is idempotent).
+        self.0
+            .credentials
+            .delete(&connection.credentials_key)
+            .await
+            .map_err(blob_error)?;
+        tx.commit().await?;
+        self.forget(id).await;
+        tracing::info!(connection_id = %id, "connection deleted");
+        Ok(connection)
+    }
+
+    /// The connection's warehouse, opened (or taken from the cache) with its sealed
+    /// credentials.
+    pub async fn warehouse(&self, connection: &Connection) -> ServiceResult<Arc<dyn Warehouse>> {
         let key = (connection.id, connection.credentials_key.clone());
-        self.cache
+        self.0
+            .opened
             .try_get_with(key, async {
-                let secret = load_credentials(blobs, ring, connection).await?;
+                let secret = self.load_credentials(connection).await?;
                 Ok::<_, ServiceError>(
-                    connect(connection.warehouse_type, &secret, &settings.warehouse).await?,
+                    connect(connection.warehouse_type, &secret, &self.0.settings).await?,
                 )
             })
             .await
@@ -482,7 +640,51 @@ impl Warehouses {
 
     /// Drops the connection's opened warehouses (validation reconnects; deletion ends them).
     pub async fn forget(&self, connection_id: Uuid) {
-        crate::caches::invalidate_where(&self.cache, |(id, _), _| *id == connection_id).await;
+        crate::caches::invalidate_where(&self.0.opened, |(id, _), _| *id == connection_id).await;
+    }
+
+    /// Seals and stores credentials; only if nothing is stored there yet.
+    pub async fn store_credentials(
+        &self,
+        team_id: Uuid,
+        connection_id: Uuid,
+        secret: &[u8],
+    ) -> ApiResult<(String, String)> {
+        let envelope = keyring::seal(
+            &*self.0.key_ring,
+            &Binding::credential(team_id, connection_id),
+            secret,
+        )
+        .await
+        .map_err(keyring_error)?;
+        let key = credentials_key(team_id, connection_id);
+        let bytes =
+            serde_json::to_vec(&envelope).map_err(|e| ApiError::from(ServiceError::internal(e)))?;
+        self.0
+            .credentials
+            .create(&key, Bytes::from(bytes))
+            .await
+            .map_err(blob_error)?;
+        Ok((key, envelope.key_id))
+    }
+
+    /// Loads and opens a connection's credentials.
+    pub async fn load_credentials(
+        &self,
+        connection: &Connection,
+    ) -> ServiceResult<Zeroizing<Vec<u8>>> {
+        let blob = self.0.credentials.get(&connection.credentials_key).await?;
+        let envelope: Envelope = serde_json::from_slice(&blob.bytes).map_err(|e| {
+            ServiceError::internal(
+                anyhow::Error::new(e).context("the stored envelope is unreadable"),
+            )
+        })?;
+        Ok(keyring::open(
+            &*self.0.key_ring,
+            &Binding::credential(connection.team_id, connection.id),
+            &envelope,
+        )
+        .await?)
     }
 }
 

@@ -11,15 +11,184 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{Clash, Missing, ServiceError};
-use edge::{ApiError, ApiResult, CurrentUser, pagination::Page, tenancy::require};
+use edge::{
+    ApiError, ApiResult, CurrentUser,
+    pagination::Page,
+    tenancy::{require, require_team_role},
+};
 
-use crate::AppState;
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use platform::blob::BlobStore;
+
+use crate::{
+    check::{Checked, require_valid},
+    connections::Connections,
+    serving::Caches,
+};
 
 use platform::blob::BlobError;
 
 use base::{crypto::sha256_hex, domain::Role};
 
 use storage::db::unique_violation;
+
+/// The dashboards service: dashboards as stored (rows and YAML versions), and the checks of
+/// a dashboard against its warehouse ([`crate::check`]). Built from the pool, the
+/// connections service, the dashboards and cache buckets, and the serving caches (a change
+/// drops what they hold of it); cheap to clone.
+#[derive(Clone)]
+pub struct Dashboards(pub(crate) Arc<DashboardsInner>);
+
+pub(crate) struct DashboardsInner {
+    pub(crate) db: Pool,
+    pub(crate) connections: Connections,
+    /// One immutable YAML object per version.
+    yamls: Arc<dyn BlobStore>,
+    /// Cached results (removed with the dashboard).
+    cache: Arc<dyn BlobStore>,
+    caches: Arc<Caches>,
+}
+
+impl Dashboards {
+    pub fn new(
+        db: Pool,
+        connections: Connections,
+        yamls: Arc<dyn BlobStore>,
+        cache: Arc<dyn BlobStore>,
+        caches: Arc<Caches>,
+    ) -> Self {
+        Self(Arc::new(DashboardsInner {
+            db,
+            connections,
+            yamls,
+            cache,
+            caches,
+        }))
+    }
+
+    /// The dashboard at `slug` and the caller's role in its team: 404 for non-members, 403
+    /// below `needed`.
+    pub async fn get(
+        &self,
+        slug: &str,
+        user: &CurrentUser,
+        needed: Role,
+    ) -> ApiResult<(Dashboard, Role)> {
+        let client = self.0.db.get().await?;
+        load(&client, slug, user, needed).await
+    }
+
+    /// A page of the team's dashboards, by slug (members).
+    pub async fn list_for(
+        &self,
+        team_id: Uuid,
+        user: &CurrentUser,
+        page: &Page<String>,
+    ) -> ApiResult<(Vec<Dashboard>, Option<String>)> {
+        let client = self.0.db.get().await?;
+        require_team_role(&client, team_id, user, Role::Viewer).await?;
+        list(&client, team_id, page).await
+    }
+
+    /// Validates `yaml` fully and stores it as a new dashboard of the team (editors).
+    pub async fn create_from_yaml(
+        &self,
+        team_id: Uuid,
+        user: &CurrentUser,
+        yaml: &str,
+    ) -> ApiResult<Dashboard> {
+        {
+            let client = self.0.db.get().await?;
+            require_team_role(&client, team_id, user, Role::Editor).await?;
+        }
+        let checked = require_valid(self.check(user, yaml, Some(team_id)).await?)?;
+        let dashboard = self
+            .create(team_id, user, &DashboardMeta::of(&checked), yaml)
+            .await?;
+        tracing::info!(slug = %dashboard.slug, %team_id, "dashboard created");
+        Ok(dashboard)
+    }
+
+    /// Validates `yaml` fully and stores it as the next version of the dashboard at `slug`
+    /// (editors); with `expected_version`, only if that is still the current one. The slug
+    /// cannot change.
+    pub async fn update_from_yaml(
+        &self,
+        slug: &str,
+        user: &CurrentUser,
+        yaml: &str,
+        expected_version: Option<i32>,
+    ) -> ApiResult<Dashboard> {
+        let (current, _) = self.get(slug, user, Role::Editor).await?;
+        let checked = require_valid(self.check(user, yaml, Some(current.team_id)).await?)?;
+        if checked.spec.slug != current.slug {
+            return Err(ServiceError::InvalidDashboard(vec![base::FieldError::new(
+                "slug",
+                format!(
+                    "must stay `{}`: a dashboard's slug cannot change",
+                    current.slug
+                ),
+            )])
+            .into());
+        }
+        let dashboard = self
+            .update(
+                &current,
+                user,
+                &DashboardMeta::of(&checked),
+                yaml,
+                expected_version,
+            )
+            .await?;
+        tracing::info!(slug = %dashboard.slug, version = dashboard.version, "dashboard updated");
+        Ok(dashboard)
+    }
+
+    /// The YAML of the dashboard at `slug` (members): the current version, or `version`.
+    pub async fn yaml_of(
+        &self,
+        slug: &str,
+        user: &CurrentUser,
+        version: Option<i32>,
+    ) -> ApiResult<(i32, Bytes)> {
+        let (dashboard, _) = self.get(slug, user, Role::Viewer).await?;
+        self.yaml(&dashboard, version).await
+    }
+
+    /// Deletes the dashboard at `slug`: its owner (an editor still) or a team admin.
+    pub async fn delete_by(&self, slug: &str, user: &CurrentUser) -> ApiResult<()> {
+        let (dashboard, role) = self.get(slug, user, Role::Viewer).await?;
+        let owner = dashboard.owner_user_id == Some(user.id) && role >= Role::Editor;
+        if !owner && role < Role::Admin {
+            return Err(ApiError::forbidden(
+                "only the dashboard's owner or a team admin may delete it",
+            ));
+        }
+        self.delete(&dashboard).await?;
+        tracing::info!(%slug, "dashboard deleted");
+        Ok(())
+    }
+}
+
+impl DashboardMeta {
+    /// What Postgres keeps of a checked dashboard.
+    pub fn of(checked: &Checked) -> Self {
+        let spec = &checked.spec;
+        Self {
+            slug: spec.slug.clone(),
+            title: spec.title.clone(),
+            description: spec.description.clone(),
+            view_type: spec.view_type.as_str().to_owned(),
+            connection_id: checked.connection.id,
+            refresh_every_secs: spec
+                .refresh_every()
+                .map(|d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX)),
+            cache_ttl_secs: i32::try_from(spec.cache_ttl().as_secs()).unwrap_or(i32::MAX),
+        }
+    }
+}
 
 /// What a dashboard's YAML says that Postgres keeps (the rest stays in the YAML).
 #[derive(Debug, Clone)]
@@ -165,19 +334,20 @@ fn slug_taken(slug: &str) -> ApiError {
     ServiceError::Conflict(Clash::SlugTaken(slug.to_owned())).into()
 }
 
-/// Stores a new dashboard (version 1).
-pub async fn create(
-    state: &AppState,
-    team_id: Uuid,
-    user: &CurrentUser,
-    meta: &DashboardMeta,
-    yaml: &str,
-) -> ApiResult<Dashboard> {
-    let mut client = state.edge.db.get().await?;
-    let id = Uuid::now_v7();
-    let key = yaml_key(id, 1);
-    let tx = client.transaction().await?;
-    let inserted = tx
+impl Dashboards {
+    /// Stores a new dashboard (version 1).
+    pub async fn create(
+        &self,
+        team_id: Uuid,
+        user: &CurrentUser,
+        meta: &DashboardMeta,
+        yaml: &str,
+    ) -> ApiResult<Dashboard> {
+        let mut client = self.0.db.get().await?;
+        let id = Uuid::now_v7();
+        let key = yaml_key(id, 1);
+        let tx = client.transaction().await?;
+        let inserted = tx
         .execute(
             "INSERT INTO dashboards (id, team_id, connection_id, slug, title, description, view_type, owner_user_id, \
                                      version, yaml_key, refresh_every_secs, cache_ttl_secs) \
@@ -197,65 +367,66 @@ pub async fn create(
             ],
         )
         .await;
-    if let Err(e) = inserted {
-        return Err(match unique_violation(&e) {
-            Some("dashboards_slug_key") => slug_taken(&meta.slug),
-            _ => e.into(),
-        });
-    }
-    tx.execute(
+        if let Err(e) = inserted {
+            return Err(match unique_violation(&e) {
+                Some("dashboards_slug_key") => slug_taken(&meta.slug),
+                _ => e.into(),
+            });
+        }
+        tx.execute(
         "INSERT INTO dashboard_versions (dashboard_id, version, yaml_key, sha256, size_bytes, created_by) \
          VALUES ($1, 1, $2, $3, $4, $5)",
         &[&id, &key, &sha256_hex(yaml.as_bytes()), &i32::try_from(yaml.len()).unwrap_or(i32::MAX), &user.id],
     )
     .await?;
-    state
-        .buckets
-        .dashboards
-        .create(&key, Bytes::copy_from_slice(yaml.as_bytes()))
-        .await
-        .map_err(|e| ApiError::from(ServiceError::unavailable(e)))?;
-    // Read inside the transaction: the answer is what this request wrote.
-    let created = reload(&tx, id).await?;
-    if let Err(e) = tx.commit().await {
-        let _ = state.buckets.dashboards.delete(&key).await;
-        return Err(e.into());
+        self.0
+            .yamls
+            .create(&key, Bytes::copy_from_slice(yaml.as_bytes()))
+            .await
+            .map_err(|e| ApiError::from(ServiceError::unavailable(e)))?;
+        // Read inside the transaction: the answer is what this request wrote.
+        let created = reload(&tx, id).await?;
+        if let Err(e) = tx.commit().await {
+            let _ = self.0.yamls.delete(&key).await;
+            return Err(e.into());
+        }
+        Ok(created)
     }
-    Ok(created)
 }
 
-/// Stores a new version of `current` (the caller checked roles and, if asked, the
-/// expected version).
-pub async fn update(
-    state: &AppState,
-    current: &Dashboard,
-    user: &CurrentUser,
-    meta: &DashboardMeta,
-    yaml: &str,
-    expected_version: Option<i32>,
-) -> ApiResult<Dashboard> {
-    let mut client = state.edge.db.get().await?;
-    let tx = client.transaction().await?;
-    let version: i32 = tx
-        .query_opt(
-            "SELECT version FROM dashboards WHERE id = $1 FOR UPDATE",
-            &[&current.id],
-        )
-        .await?
-        .ok_or_else(dashboard_not_found)?
-        .get(0);
-    if let Some(expected) = expected_version
-        && expected != version
-    {
-        return Err(ServiceError::VersionMismatch {
-            current: version,
-            expected,
+impl Dashboards {
+    /// Stores a new version of `current` (the caller checked roles and, if asked, the
+    /// expected version).
+    pub async fn update(
+        &self,
+        current: &Dashboard,
+        user: &CurrentUser,
+        meta: &DashboardMeta,
+        yaml: &str,
+        expected_version: Option<i32>,
+    ) -> ApiResult<Dashboard> {
+        let mut client = self.0.db.get().await?;
+        let tx = client.transaction().await?;
+        let version: i32 = tx
+            .query_opt(
+                "SELECT version FROM dashboards WHERE id = $1 FOR UPDATE",
+                &[&current.id],
+            )
+            .await?
+            .ok_or_else(dashboard_not_found)?
+            .get(0);
+        if let Some(expected) = expected_version
+            && expected != version
+        {
+            return Err(ServiceError::VersionMismatch {
+                current: version,
+                expected,
+            }
+            .into());
         }
-        .into());
-    }
-    let next = version + 1;
-    let key = yaml_key(current.id, next);
-    tx.execute(
+        let next = version + 1;
+        let key = yaml_key(current.id, next);
+        tx.execute(
         "UPDATE dashboards SET version = $2, yaml_key = $3, connection_id = $4, title = $5, description = $6, \
          view_type = $7, refresh_every_secs = $8, cache_ttl_secs = $9, updated_at = now() WHERE id = $1",
         &[
@@ -271,123 +442,122 @@ pub async fn update(
         ],
     )
     .await?;
-    tx.execute(
+        tx.execute(
         "INSERT INTO dashboard_versions (dashboard_id, version, yaml_key, sha256, size_bytes, created_by) \
          VALUES ($1, $2, $3, $4, $5, $6)",
         &[&current.id, &next, &key, &sha256_hex(yaml.as_bytes()), &i32::try_from(yaml.len()).unwrap_or(i32::MAX), &user.id],
     )
     .await?;
-    match state
-        .buckets
-        .dashboards
-        .create(&key, Bytes::copy_from_slice(yaml.as_bytes()))
-        .await
-    {
-        Ok(_) => {}
-        // A leftover of an update that never committed: this version number is ours now.
-        Err(BlobError::AlreadyExists(_)) => {
-            state
-                .buckets
-                .dashboards
-                .put(&key, Bytes::copy_from_slice(yaml.as_bytes()))
-                .await
-                .map_err(|e| ApiError::from(ServiceError::unavailable(e)))?;
+        match self
+            .0
+            .yamls
+            .create(&key, Bytes::copy_from_slice(yaml.as_bytes()))
+            .await
+        {
+            Ok(_) => {}
+            // A leftover of an update that never committed: this version number is ours now.
+            Err(BlobError::AlreadyExists(_)) => {
+                self.0
+                    .yamls
+                    .put(&key, Bytes::copy_from_slice(yaml.as_bytes()))
+                    .await
+                    .map_err(|e| ApiError::from(ServiceError::unavailable(e)))?;
+            }
+            Err(e) => return Err(ServiceError::unavailable(e).into()),
         }
-        Err(e) => return Err(ServiceError::unavailable(e).into()),
+        // Read inside the transaction, under the row lock: the version and ETag answered are
+        // the ones this request created, not a concurrent writer's that committed just after.
+        let updated = reload(&tx, current.id).await?;
+        if let Err(e) = tx.commit().await {
+            let _ = self.0.yamls.delete(&key).await;
+            return Err(e.into());
+        }
+        Ok(updated)
     }
-    // Read inside the transaction, under the row lock: the version and ETag answered are
-    // the ones this request created, not a concurrent writer's that committed just after.
-    let updated = reload(&tx, current.id).await?;
-    if let Err(e) = tx.commit().await {
-        let _ = state.buckets.dashboards.delete(&key).await;
-        return Err(e.into());
-    }
-    Ok(updated)
 }
 
-/// The YAML of the current version, or of `version`.
-pub async fn yaml(
-    state: &AppState,
-    dashboard: &Dashboard,
-    version: Option<i32>,
-) -> ApiResult<(i32, Bytes)> {
-    let (version, key) = match version {
-        None => (dashboard.version, dashboard.yaml_key.clone()),
-        Some(v) => {
-            let client = state.edge.db.get().await?;
-            let row = client
+impl Dashboards {
+    /// The YAML of the current version, or of `version`.
+    pub async fn yaml(
+        &self,
+        dashboard: &Dashboard,
+        version: Option<i32>,
+    ) -> ApiResult<(i32, Bytes)> {
+        let (version, key) = match version {
+            None => (dashboard.version, dashboard.yaml_key.clone()),
+            Some(v) => {
+                let client = self.0.db.get().await?;
+                let row = client
                 .query_opt(
                     "SELECT yaml_key FROM dashboard_versions WHERE dashboard_id = $1 AND version = $2",
                     &[&dashboard.id, &v],
                 )
                 .await?
                 .ok_or_else(|| ApiError::from(ServiceError::NotFound(Missing::Version(v))))?;
-            (v, row.get(0))
-        }
-    };
-    let blob = state
-        .buckets
-        .dashboards
-        .get(&key)
-        .await
-        .map_err(|e| match e {
+                (v, row.get(0))
+            }
+        };
+        let blob = self.0.yamls.get(&key).await.map_err(|e| match e {
             BlobError::NotFound(_) => ApiError::from(ServiceError::internal(anyhow::anyhow!(
                 "the YAML of {} v{version} is missing",
                 dashboard.slug
             ))),
             other => ServiceError::unavailable(other).into(),
         })?;
-    Ok((version, blob.bytes))
+        Ok((version, blob.bytes))
+    }
 }
 
-/// Deletes the dashboard: its rows first (so it is gone at once), then every object it had
-/// (YAML versions and cached results); objects that cannot be deleted are logged. Of
-/// concurrent deletes one succeeds and the others find nothing (404).
-pub async fn delete(state: &AppState, dashboard: &Dashboard) -> ApiResult<()> {
-    let mut client = state.edge.db.get().await?;
-    let tx = client.transaction().await?;
-    tx.query_opt(
-        "SELECT id FROM dashboards WHERE id = $1 FOR UPDATE",
-        &[&dashboard.id],
-    )
-    .await?
-    .ok_or_else(dashboard_not_found)?;
-    let yaml_keys: Vec<String> = tx
-        .query(
-            "SELECT yaml_key FROM dashboard_versions WHERE dashboard_id = $1",
+impl Dashboards {
+    /// Deletes the dashboard: its rows first (so it is gone at once), then every object it had
+    /// (YAML versions and cached results); objects that cannot be deleted are logged. Of
+    /// concurrent deletes one succeeds and the others find nothing (404).
+    pub async fn delete(&self, dashboard: &Dashboard) -> ApiResult<()> {
+        let mut client = self.0.db.get().await?;
+        let tx = client.transaction().await?;
+        tx.query_opt(
+            "SELECT id FROM dashboards WHERE id = $1 FOR UPDATE",
             &[&dashboard.id],
         )
         .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let cache_keys: Vec<String> = tx
-        .query(
-            "SELECT blob_key FROM query_cache WHERE dashboard_id = $1",
-            &[&dashboard.id],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let deleted = tx
-        .execute("DELETE FROM dashboards WHERE id = $1", &[&dashboard.id])
-        .await?;
-    if deleted == 0 {
-        return Err(dashboard_not_found());
-    }
-    tx.commit().await?;
-    drop(client);
-    state.serving.forget_dashboard(dashboard.id).await;
-    for key in &yaml_keys {
-        if let Err(e) = state.buckets.dashboards.delete(key).await {
-            tracing::error!(error = %e, key, "orphaned dashboard YAML");
+        .ok_or_else(dashboard_not_found)?;
+        let yaml_keys: Vec<String> = tx
+            .query(
+                "SELECT yaml_key FROM dashboard_versions WHERE dashboard_id = $1",
+                &[&dashboard.id],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let cache_keys: Vec<String> = tx
+            .query(
+                "SELECT blob_key FROM query_cache WHERE dashboard_id = $1",
+                &[&dashboard.id],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let deleted = tx
+            .execute("DELETE FROM dashboards WHERE id = $1", &[&dashboard.id])
+            .await?;
+        if deleted == 0 {
+            return Err(dashboard_not_found());
         }
-    }
-    for key in &cache_keys {
-        if let Err(e) = state.buckets.cache.delete(key).await {
-            tracing::warn!(error = %e, key, "orphaned cached result");
+        tx.commit().await?;
+        drop(client);
+        self.0.caches.forget_dashboard(dashboard.id).await;
+        for key in &yaml_keys {
+            if let Err(e) = self.0.yamls.delete(key).await {
+                tracing::error!(error = %e, key, "orphaned dashboard YAML");
+            }
         }
+        for key in &cache_keys {
+            if let Err(e) = self.0.cache.delete(key).await {
+                tracing::warn!(error = %e, key, "orphaned cached result");
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }

@@ -22,7 +22,7 @@ use aws_sigv4::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::AppState;
+use crate::catalog::Catalog;
 
 /// A job, as it travels to its worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,12 +58,12 @@ pub enum Runner {
 
 impl Runner {
     /// Hands `job` over; returns once it is on its way (not when it is done).
-    pub async fn dispatch(&self, state: &AppState, job: Job) -> anyhow::Result<()> {
+    pub async fn dispatch(&self, catalog: &Catalog, job: Job) -> anyhow::Result<()> {
         match self {
             Runner::Local => {
-                let state = state.clone();
+                let catalog = catalog.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = run(&state, job).await {
+                    if let Err(e) = run(&catalog, job).await {
                         tracing::error!(error = %format!("{e:#}"), "a job failed");
                     }
                 });
@@ -75,10 +75,10 @@ impl Runner {
 }
 
 /// Runs `job` here and now (the Lambda entry point, or a local task).
-pub async fn run(state: &AppState, job: Job) -> anyhow::Result<serde_json::Value> {
+pub async fn run(catalog: &Catalog, job: Job) -> anyhow::Result<serde_json::Value> {
     match job {
         Job::Scan { scan_id, worker } => {
-            let outcome = crate::catalog::run_scan(state, scan_id, worker).await?;
+            let outcome = catalog.run_scan(scan_id, worker).await?;
             Ok(serde_json::json!({ "scan_id": scan_id, "outcome": outcome }))
         }
     }

@@ -1,10 +1,19 @@
-//! `services`: Bridge's domain services over its ports. Connections with sealed credentials
-//! and the cached warehouse factory ([`connections`]), the catalog ([`catalog`]), dashboards
-//! as stored ([`dashboards`]), checks of a dashboard against its warehouse ([`check`]), data
-//! serving with its caches ([`serving`]), work outside requests ([`jobs`]).
+//! `services`: Bridge's domain services, each a struct built from the ports it names and
+//! cheap to clone:
 //!
-//! [`AppState`] is what the warehouse-facing functions run with: the [`edge::Edge`] plus the
-//! ports and caches the services use. The teams function does not link this crate.
+//! - [`connections::Connections`]: connections with sealed credentials, and the warehouses
+//!   they open (pool, credentials bucket, key ring, warehouse settings);
+//! - [`catalog::Catalog`]: scans as jobs, the scanned catalog, live columns (pool,
+//!   connections, cache bucket, job runner);
+//! - [`dashboards::Dashboards`]: dashboards as stored, and their checks against the
+//!   warehouse ([`check`]) (pool, connections, YAML and cache buckets, serving caches);
+//! - [`serving::Serving`]: plans, queries through L1/L2 and the warehouse, precompute and
+//!   warming (pool, connections, dashboards, cache bucket, serving caches).
+//!
+//! They fail with [`ServiceError`], mapped to HTTP in one place ([`error`]). [`AppState`] is
+//! what the warehouse-facing functions run with: the [`edge::Edge`] and these services,
+//! built once; handlers take the one they call through `FromRef`. The teams function does
+//! not link this crate.
 
 pub mod caches;
 pub mod catalog;

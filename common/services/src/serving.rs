@@ -40,7 +40,11 @@ use dashboard::{
 use crate::error::{ServiceError, ServiceResult};
 use edge::{ApiError, ApiResult};
 
-use crate::{AppState, connections, dashboards, dashboards::Dashboard};
+use crate::{
+    connections, connections::Connections, dashboards, dashboards::Dashboard,
+    dashboards::Dashboards,
+};
+use platform::blob::BlobStore;
 
 use platform::{
     warehouse::Dialect, warehouse::Limits, warehouse::Param, warehouse::ParamValue,
@@ -112,8 +116,9 @@ impl moka::Expiry<String, Arc<CachedResult>> for UntilExpiry {
     }
 }
 
-/// The serving caches, one per process (in `AppState`).
-pub struct Serving {
+/// The serving caches, one per process: compiled plans and results (L1), and hit counts
+/// waiting to be written.
+pub struct Caches {
     plans: moka::future::Cache<(Uuid, i32), Arc<Plan>>,
     results: moka::future::Cache<String, Arc<CachedResult>>,
     hits: Mutex<(HashMap<String, i64>, Instant)>,
@@ -122,7 +127,7 @@ pub struct Serving {
 /// The plan cache's budget, in bytes of YAML (plans are a few times their YAML).
 const PLAN_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
-impl Serving {
+impl Caches {
     /// Caches whose results take at most `result_bytes` bytes in all.
     pub fn new(result_bytes: u64) -> Self {
         Self {
@@ -148,7 +153,7 @@ impl Serving {
 /// Hit counts reach Postgres in batches, not one write per request.
 const HIT_FLUSH_EVERY: Duration = Duration::from_secs(5);
 
-impl Serving {
+impl Caches {
     /// Drops what this process holds in memory (plans and results); the cache bucket
     /// still has the results.
     pub fn forget_in_memory(&self) {
@@ -167,10 +172,60 @@ impl Serving {
         self.results.run_pending_tasks().await;
         self.results.weighted_size()
     }
+}
 
-    fn count_hit(&self, state: &AppState, key: &str) {
+/// The serving service: a dashboard's plan, its queries answered through the caches and
+/// the warehouse, precompute and the scheduled warm-up. Built from the pool, the
+/// connections and dashboards services, the cache bucket and the serving caches; cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Serving(Arc<ServingInner>);
+
+struct ServingInner {
+    db: deadpool_postgres::Pool,
+    connections: Connections,
+    dashboards: Dashboards,
+    cache: Arc<dyn BlobStore>,
+    caches: Arc<Caches>,
+}
+
+impl Serving {
+    pub fn new(
+        db: deadpool_postgres::Pool,
+        connections: Connections,
+        dashboards: Dashboards,
+        cache: Arc<dyn BlobStore>,
+        caches: Arc<Caches>,
+    ) -> Self {
+        Self(Arc::new(ServingInner {
+            db,
+            connections,
+            dashboards,
+            cache,
+            caches,
+        }))
+    }
+
+    /// The dashboard at `slug` and the caller's role in its team (see
+    /// [`Dashboards::get`]).
+    pub async fn dashboard(
+        &self,
+        slug: &str,
+        user: &edge::CurrentUser,
+        needed: base::domain::Role,
+    ) -> ApiResult<(Dashboard, base::domain::Role)> {
+        self.0.dashboards.get(slug, user, needed).await
+    }
+
+    /// The caches this service fills (shared with the dashboards service, which empties
+    /// them of what changes).
+    pub fn caches(&self) -> &Caches {
+        &self.0.caches
+    }
+
+    fn count_hit(&self, key: &str) {
         let batch = {
-            let mut guard = self.hits.lock().unwrap_or_else(|p| p.into_inner());
+            let mut guard = self.0.caches.hits.lock().unwrap_or_else(|p| p.into_inner());
             *guard.0.entry(key.to_owned()).or_default() += 1;
             if guard.1.elapsed() < HIT_FLUSH_EVERY {
                 return;
@@ -178,11 +233,11 @@ impl Serving {
             guard.1 = Instant::now();
             std::mem::take(&mut guard.0)
         };
-        let state = state.clone();
+        let db = self.0.db.clone();
         tokio::spawn(async move {
             let (keys, counts): (Vec<String>, Vec<i64>) = batch.into_iter().unzip();
             let result = async {
-                let client = state.edge.db.get().await?;
+                let client = db.get().await?;
                 client
                     .execute(
                         "UPDATE query_cache q SET hits = q.hits + u.n, last_hit_at = now() \
@@ -200,50 +255,53 @@ impl Serving {
     }
 }
 
-/// The plan of the dashboard's current version, compiled once per process.
-pub async fn plan(state: &AppState, dashboard: &Dashboard) -> ApiResult<Arc<Plan>> {
-    state
-        .serving
-        .plans
-        .try_get_with((dashboard.id, dashboard.version), async {
-            let (_, yaml) = dashboards::yaml(state, dashboard, None).await?;
-            let text = std::str::from_utf8(&yaml).map_err(ApiError::internal)?;
-            let parsed = validate::parse(text);
-            let spec = parsed.spec.ok_or_else(|| {
-                ApiError::internal(anyhow::anyhow!(
-                    "stored YAML of {} v{} no longer parses",
-                    dashboard.slug,
-                    dashboard.version
-                ))
-            })?;
-            let client = state.edge.db.get().await?;
-            let dialect = connections::dialect_of(&client, dashboard.connection_id)
-                .await?
-                .ok_or_else(connections::connection_not_found)?;
-            let (queries, errors) = compile(&spec, dialect);
-            if !errors.is_empty() || !parsed.errors.is_empty() {
-                return Err(ApiError::internal(anyhow::anyhow!(
-                    "stored YAML of {} v{} is no longer valid: {errors:?} {:?}",
-                    dashboard.slug,
-                    dashboard.version,
-                    parsed.errors
-                )));
-            }
-            let identities = queries.iter().map(|q| identity(dashboard, q)).collect();
-            Ok::<_, ApiError>(Arc::new(Plan {
-                dashboard_id: dashboard.id,
-                yaml_bytes: yaml.len(),
-                version: dashboard.version,
-                dialect,
-                spec,
-                queries,
-                identities,
-            }))
-        })
-        .await
-        .map_err(|e: Arc<ApiError>| {
-            Arc::try_unwrap(e).unwrap_or_else(|e| ApiError::new(e.status, e.code, e.detail.clone()))
-        })
+impl Serving {
+    /// The plan of the dashboard's current version, compiled once per process.
+    pub async fn plan(&self, dashboard: &Dashboard) -> ApiResult<Arc<Plan>> {
+        self.0
+            .caches
+            .plans
+            .try_get_with((dashboard.id, dashboard.version), async {
+                let (_, yaml) = self.0.dashboards.yaml(dashboard, None).await?;
+                let text = std::str::from_utf8(&yaml).map_err(ApiError::internal)?;
+                let parsed = validate::parse(text);
+                let spec = parsed.spec.ok_or_else(|| {
+                    ApiError::internal(anyhow::anyhow!(
+                        "stored YAML of {} v{} no longer parses",
+                        dashboard.slug,
+                        dashboard.version
+                    ))
+                })?;
+                let client = self.0.db.get().await?;
+                let dialect = connections::dialect_of(&client, dashboard.connection_id)
+                    .await?
+                    .ok_or_else(connections::connection_not_found)?;
+                let (queries, errors) = compile(&spec, dialect);
+                if !errors.is_empty() || !parsed.errors.is_empty() {
+                    return Err(ApiError::internal(anyhow::anyhow!(
+                        "stored YAML of {} v{} is no longer valid: {errors:?} {:?}",
+                        dashboard.slug,
+                        dashboard.version,
+                        parsed.errors
+                    )));
+                }
+                let identities = queries.iter().map(|q| identity(dashboard, q)).collect();
+                Ok::<_, ApiError>(Arc::new(Plan {
+                    dashboard_id: dashboard.id,
+                    yaml_bytes: yaml.len(),
+                    version: dashboard.version,
+                    dialect,
+                    spec,
+                    queries,
+                    identities,
+                }))
+            })
+            .await
+            .map_err(|e: Arc<ApiError>| {
+                Arc::try_unwrap(e)
+                    .unwrap_or_else(|e| ApiError::new(e.status, e.code, e.detail.clone()))
+            })
+    }
 }
 
 /// Parameter values from a query string, typed by the dashboard's `parameters`, defaults
@@ -415,16 +473,18 @@ fn blob_key(dashboard_id: Uuid, version: i32, query_id: &str, key: &str) -> Stri
     format!("results/{dashboard_id}/v{version}/{query_id}/{hash}.json")
 }
 
-/// The limits a dashboard's queries run under: the settings', narrowed by the team's.
-pub fn limits(state: &AppState, dashboard: &Dashboard) -> Limits {
-    let w = &state.edge.settings.warehouse;
-    Limits {
-        max_bytes: dashboard.max_bytes_billed,
-        timeout: w.query_timeout,
-        max_rows: w.max_rows,
-        max_result_bytes: dashboard
-            .max_result_bytes
-            .map_or(w.max_result_bytes, |team| team.min(w.max_result_bytes)),
+impl Serving {
+    /// The limits a dashboard's queries run under: the settings', narrowed by the team's.
+    pub fn limits(&self, dashboard: &Dashboard) -> Limits {
+        let w = self.0.connections.settings();
+        Limits {
+            max_bytes: dashboard.max_bytes_billed,
+            timeout: w.query_timeout,
+            max_rows: w.max_rows,
+            max_result_bytes: dashboard
+                .max_result_bytes
+                .map_or(w.max_result_bytes, |team| team.min(w.max_result_bytes)),
+        }
     }
 }
 
@@ -442,122 +502,125 @@ struct StoredResult {
     expires_at: OffsetDateTime,
 }
 
-/// L2, then the warehouse. Returns the result and whether the warehouse ran.
-async fn load_or_run(
-    state: &AppState,
-    dashboard: &Dashboard,
-    plan: &Plan,
-    query: &CompiledQuery,
-    params: &[Param],
-    limits: &Limits,
-    key: &str,
-) -> ServiceResult<(Arc<CachedResult>, bool)> {
-    let internal = |e: &dyn std::fmt::Display| {
-        tracing::error!(error = %e, key, "serving a query");
-        ServiceError::internal(anyhow::anyhow!("serving a query failed"))
-    };
-    let client = state.edge.db.get().await.map_err(|e| internal(&e))?;
-    let indexed = client
+impl Serving {
+    /// L2, then the warehouse. Returns the result and whether the warehouse ran.
+    async fn load_or_run(
+        &self,
+        dashboard: &Dashboard,
+        plan: &Plan,
+        query: &CompiledQuery,
+        params: &[Param],
+        limits: &Limits,
+        key: &str,
+    ) -> ServiceResult<(Arc<CachedResult>, bool)> {
+        let internal = |e: &dyn std::fmt::Display| {
+            tracing::error!(error = %e, key, "serving a query");
+            ServiceError::internal(anyhow::anyhow!("serving a query failed"))
+        };
+        let client = self.0.db.get().await.map_err(|e| internal(&e))?;
+        let indexed = client
         .query_opt(
             "SELECT blob_key FROM query_cache WHERE cache_key = $1 AND dashboard_id = $2 AND expires_at > now()",
             &[&key, &dashboard.id],
         )
         .await
         .map_err(|e| internal(&e))?;
-    if let Some(row) = indexed {
-        let blob_key: String = row.get(0);
-        if let Ok(blob) = state.buckets.cache.get(&blob_key).await
-            && let Ok(stored) = serde_json::from_slice::<StoredResult>(&blob.bytes)
-            && stored.body.len() <= limits.max_result_bytes
-        {
-            return Ok((
-                Arc::new(CachedResult {
-                    dashboard_id: dashboard.id,
-                    body: Bytes::from(stored.body),
-                    row_count: stored.row_count,
-                    truncated: stored.truncated,
-                    bytes_scanned: stored.bytes_scanned,
-                    duration_ms: stored.duration_ms,
-                    cached_at: stored.cached_at,
-                    expires_at: stored.expires_at,
-                }),
-                false,
-            ));
+        if let Some(row) = indexed {
+            let blob_key: String = row.get(0);
+            if let Ok(blob) = self.0.cache.get(&blob_key).await
+                && let Ok(stored) = serde_json::from_slice::<StoredResult>(&blob.bytes)
+                && stored.body.len() <= limits.max_result_bytes
+            {
+                return Ok((
+                    Arc::new(CachedResult {
+                        dashboard_id: dashboard.id,
+                        body: Bytes::from(stored.body),
+                        row_count: stored.row_count,
+                        truncated: stored.truncated,
+                        bytes_scanned: stored.bytes_scanned,
+                        duration_ms: stored.duration_ms,
+                        cached_at: stored.cached_at,
+                        expires_at: stored.expires_at,
+                    }),
+                    false,
+                ));
+            }
         }
-    }
-    let connection = connections::by_id(&client, dashboard.connection_id)
-        .await
-        .map_err(|e| internal(&e))?
-        .ok_or(ServiceError::NotFound(crate::error::Missing::Connection))?;
-    drop(client);
-    let warehouse = state.warehouse(&connection).await?;
-    let started = Instant::now();
-    let result = warehouse.query(&query.sql, params, limits).await?;
-    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let (row_count, truncated, bytes_scanned) =
-        (result.rows.len(), result.truncated, result.bytes_scanned);
-    #[derive(Serialize)]
-    struct Body<'a> {
-        columns: &'a [platform::warehouse::Column],
-        rows: &'a [Vec<serde_json::Value>],
-    }
-    let mut body = serde_json::to_vec(&Body {
-        columns: &result.columns,
-        rows: &result.rows,
-    })
-    .map_err(|e| internal(&e))?;
-    drop(result);
-    // The adapters stop reading past the cap by an estimate; this is the exact check.
-    if body.len() > limits.max_result_bytes + 2 {
-        return Err(WarehouseError::ResultTooLarge {
-            limit: limits.max_result_bytes,
+        let connection = connections::by_id(&client, dashboard.connection_id)
+            .await
+            .map_err(|e| internal(&e))?
+            .ok_or(ServiceError::NotFound(crate::error::Missing::Connection))?;
+        drop(client);
+        let warehouse = self.0.connections.warehouse(&connection).await?;
+        let started = Instant::now();
+        let result = warehouse.query(&query.sql, params, limits).await?;
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (row_count, truncated, bytes_scanned) =
+            (result.rows.len(), result.truncated, result.bytes_scanned);
+        #[derive(Serialize)]
+        struct Body<'a> {
+            columns: &'a [platform::warehouse::Column],
+            rows: &'a [Vec<serde_json::Value>],
         }
-        .into());
+        let mut body = serde_json::to_vec(&Body {
+            columns: &result.columns,
+            rows: &result.rows,
+        })
+        .map_err(|e| internal(&e))?;
+        drop(result);
+        // The adapters stop reading past the cap by an estimate; this is the exact check.
+        if body.len() > limits.max_result_bytes + 2 {
+            return Err(WarehouseError::ResultTooLarge {
+                limit: limits.max_result_bytes,
+            }
+            .into());
+        }
+        // Keep the members only: `{"columns":…,"rows":…}` → `"columns":…,"rows":…`.
+        body.pop();
+        body.remove(0);
+        let now = OffsetDateTime::now_utc();
+        let ttl = plan.spec.cache_ttl();
+        let expires_at = now + ttl;
+        let cached = CachedResult {
+            dashboard_id: dashboard.id,
+            body: Bytes::from(body),
+            row_count,
+            truncated,
+            bytes_scanned,
+            duration_ms,
+            cached_at: now,
+            expires_at,
+        };
+        self.store_l2(dashboard, query, key, &cached).await;
+        Ok((Arc::new(cached), true))
     }
-    // Keep the members only: `{"columns":…,"rows":…}` → `"columns":…,"rows":…`.
-    body.pop();
-    body.remove(0);
-    let now = OffsetDateTime::now_utc();
-    let ttl = plan.spec.cache_ttl();
-    let expires_at = now + ttl;
-    let cached = CachedResult {
-        dashboard_id: dashboard.id,
-        body: Bytes::from(body),
-        row_count,
-        truncated,
-        bytes_scanned,
-        duration_ms,
-        cached_at: now,
-        expires_at,
-    };
-    store_l2(state, dashboard, query, key, &cached).await;
-    Ok((Arc::new(cached), true))
 }
 
-/// Writes a fresh result to the cache bucket and its index. A failure only costs a future
-/// miss, so it is logged, not returned.
-async fn store_l2(
-    state: &AppState,
-    dashboard: &Dashboard,
-    query: &CompiledQuery,
-    key: &str,
-    r: &CachedResult,
-) {
-    let blob_key = blob_key(dashboard.id, dashboard.version, &query.id, key);
-    let stored = StoredResult {
-        body: String::from_utf8_lossy(&r.body).into_owned(),
-        row_count: r.row_count,
-        truncated: r.truncated,
-        bytes_scanned: r.bytes_scanned,
-        duration_ms: r.duration_ms,
-        cached_at: r.cached_at,
-        expires_at: r.expires_at,
-    };
-    let outcome = async {
+impl Serving {
+    /// Writes a fresh result to the cache bucket and its index. A failure only costs a future
+    /// miss, so it is logged, not returned.
+    async fn store_l2(
+        &self,
+        dashboard: &Dashboard,
+        query: &CompiledQuery,
+        key: &str,
+        r: &CachedResult,
+    ) {
+        let blob_key = blob_key(dashboard.id, dashboard.version, &query.id, key);
+        let stored = StoredResult {
+            body: String::from_utf8_lossy(&r.body).into_owned(),
+            row_count: r.row_count,
+            truncated: r.truncated,
+            bytes_scanned: r.bytes_scanned,
+            duration_ms: r.duration_ms,
+            cached_at: r.cached_at,
+            expires_at: r.expires_at,
+        };
+        let outcome = async {
         let bytes = serde_json::to_vec(&stored)?;
         let size = i32::try_from(bytes.len()).unwrap_or(i32::MAX);
-        state.buckets.cache.put(&blob_key, Bytes::from(bytes)).await?;
-        let client = state.edge.db.get().await?;
+        self.0.cache.put(&blob_key, Bytes::from(bytes)).await?;
+        let client = self.0.db.get().await?;
         client
             .execute(
                 "INSERT INTO query_cache (cache_key, dashboard_id, version, query_id, blob_key, row_count, bytes_scanned, \
@@ -584,116 +647,115 @@ async fn store_l2(
         Ok::<_, anyhow::Error>(())
     }
     .await;
-    if let Err(e) = outcome {
-        tracing::warn!(error = %format!("{e:#}"), key, "caching a result");
+        if let Err(e) = outcome {
+            tracing::warn!(error = %format!("{e:#}"), key, "caching a result");
+        }
     }
 }
 
-/// One query through L1, L2 and the warehouse; concurrent misses share one run.
-async fn answer(
-    state: AppState,
-    dashboard: Arc<Dashboard>,
-    plan: Arc<Plan>,
-    index: usize,
-    values: Arc<HashMap<String, ParamValue>>,
-) -> (usize, Outcome, bool) {
-    let query = &plan.queries[index];
-    let mut params = Vec::with_capacity(query.params.len());
-    for name in &query.params {
-        match values.get(name) {
-            Some(v) => params.push(Param {
-                name: name.clone(),
-                value: v.clone(),
-            }),
-            None => {
-                let outcome =
-                    Outcome::Failed(Arc::new(ServiceError::ParameterRequired(name.clone())));
-                return (index, outcome, false);
+impl Serving {
+    /// One query through L1, L2 and the warehouse; concurrent misses share one run.
+    async fn answer(
+        &self,
+        dashboard: Arc<Dashboard>,
+        plan: Arc<Plan>,
+        index: usize,
+        values: Arc<HashMap<String, ParamValue>>,
+    ) -> (usize, Outcome, bool) {
+        let query = &plan.queries[index];
+        let mut params = Vec::with_capacity(query.params.len());
+        for name in &query.params {
+            match values.get(name) {
+                Some(v) => params.push(Param {
+                    name: name.clone(),
+                    value: v.clone(),
+                }),
+                None => {
+                    let outcome =
+                        Outcome::Failed(Arc::new(ServiceError::ParameterRequired(name.clone())));
+                    return (index, outcome, false);
+                }
             }
         }
-    }
-    let limits = limits(&state, &dashboard);
-    let key = cache_key(&dashboard, &plan.identities[index], &params, &limits);
-    if let Some(result) = state.serving.results.get(&key).await {
-        state.serving.count_hit(&state, &key);
-        return (
-            index,
-            Outcome::Served {
-                result,
-                cache_hit: true,
-            },
-            false,
-        );
-    }
-    let ran = std::sync::atomic::AtomicBool::new(false);
-    let loaded = state
-        .serving
-        .results
-        .try_get_with(key.clone(), async {
-            let (result, executed) =
-                load_or_run(&state, &dashboard, &plan, query, &params, &limits, &key).await?;
-            ran.store(executed, std::sync::atomic::Ordering::Relaxed);
-            Ok::<_, ServiceError>(result)
-        })
-        .await;
-    let executed = ran.load(std::sync::atomic::Ordering::Relaxed);
-    match loaded {
-        Ok(result) => {
-            if !executed {
-                state.serving.count_hit(&state, &key);
-            }
-            (
+        let limits = self.limits(&dashboard);
+        let key = cache_key(&dashboard, &plan.identities[index], &params, &limits);
+        if let Some(result) = self.0.caches.results.get(&key).await {
+            self.count_hit(&key);
+            return (
                 index,
                 Outcome::Served {
                     result,
-                    cache_hit: !executed,
+                    cache_hit: true,
                 },
-                executed,
-            )
+                false,
+            );
         }
-        Err(e) => (index, Outcome::Failed(e), false),
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        let loaded = self
+            .0
+            .caches
+            .results
+            .try_get_with(key.clone(), async {
+                let (result, executed) = self
+                    .load_or_run(&dashboard, &plan, query, &params, &limits, &key)
+                    .await?;
+                ran.store(executed, std::sync::atomic::Ordering::Relaxed);
+                Ok::<_, ServiceError>(result)
+            })
+            .await;
+        let executed = ran.load(std::sync::atomic::Ordering::Relaxed);
+        match loaded {
+            Ok(result) => {
+                if !executed {
+                    self.count_hit(&key);
+                }
+                (
+                    index,
+                    Outcome::Served {
+                        result,
+                        cache_hit: !executed,
+                    },
+                    executed,
+                )
+            }
+            Err(e) => (index, Outcome::Failed(e), false),
+        }
     }
 }
 
-/// Answers the chosen queries (all when `only` is `None`), in parallel, in plan order.
-/// Returns each outcome and how many ran on the warehouse.
-pub async fn run(
-    state: &AppState,
-    dashboard: Arc<Dashboard>,
-    plan: Arc<Plan>,
-    values: HashMap<String, ParamValue>,
-    only: Option<usize>,
-) -> (Vec<(String, Outcome)>, usize) {
-    let values = Arc::new(values);
-    let indices: Vec<usize> = match only {
-        Some(i) => vec![i],
-        None => (0..plan.queries.len()).collect(),
-    };
-    let mut running = futures::stream::iter(indices)
-        .map(|i| {
-            answer(
-                state.clone(),
-                dashboard.clone(),
-                plan.clone(),
-                i,
-                values.clone(),
-            )
-        })
-        .buffer_unordered(QUERY_PARALLELISM);
-    let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
-    let mut executed = 0;
-    while let Some((i, outcome, ran)) = running.next().await {
-        executed += usize::from(ran);
-        outcomes.push((i, outcome));
+impl Serving {
+    /// Answers the chosen queries (all when `only` is `None`), in parallel, in plan order.
+    /// Returns each outcome and how many ran on the warehouse.
+    pub async fn run(
+        &self,
+        dashboard: Arc<Dashboard>,
+        plan: Arc<Plan>,
+        values: HashMap<String, ParamValue>,
+        only: Option<usize>,
+    ) -> (Vec<(String, Outcome)>, usize) {
+        let values = Arc::new(values);
+        let indices: Vec<usize> = match only {
+            Some(i) => vec![i],
+            None => (0..plan.queries.len()).collect(),
+        };
+        let mut running = futures::stream::iter(indices)
+            .map(|i| self.answer(dashboard.clone(), plan.clone(), i, values.clone()))
+            .buffer_unordered(QUERY_PARALLELISM);
+        let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
+        let mut executed = 0;
+        while let Some((i, outcome, ran)) = running.next().await {
+            executed += usize::from(ran);
+            outcomes.push((i, outcome));
+        }
+        outcomes.sort_by_key(|(i, _)| *i);
+        (
+            outcomes
+                .into_iter()
+                .map(|(i, o)| (plan.queries[i].id.clone(), o))
+                .collect(),
+            executed,
+        )
     }
-    outcomes.sort_by_key(|(i, _)| *i);
-    (
-        outcomes
-            .into_iter()
-            .map(|(i, o)| (plan.queries[i].id.clone(), o))
-            .collect(),
-        executed,
-    )
 }
 
 /// The whole dashboard's data response, at most `budget` bytes: a query whose data would
@@ -756,45 +818,47 @@ pub struct PrecomputeReport {
     pub duration_ms: u64,
 }
 
-/// Fills the cache for the dashboard's current version with default parameter values.
-pub async fn precompute(state: &AppState, dashboard: Dashboard) -> ApiResult<PrecomputeReport> {
-    let started = Instant::now();
-    let plan = plan(state, &dashboard).await?;
-    let values = bind_parameters(&plan.spec, &[]).unwrap_or_default();
-    let dashboard = Arc::new(dashboard);
-    let (outcomes, executed) = run(state, dashboard.clone(), plan, values, None).await;
-    let mut hits = 0;
-    let mut errors = Vec::new();
-    for (id, o) in &outcomes {
-        match o {
-            Outcome::Served {
-                cache_hit: true, ..
-            } => hits += 1,
-            Outcome::Served { .. } => {}
-            Outcome::Failed(error) => {
-                errors.push(QueryFailure {
-                    query: id.clone(),
-                    code: error.code().to_owned(),
-                    message: error.public_message().into_owned(),
-                });
+impl Serving {
+    /// Fills the cache for the dashboard's current version with default parameter values.
+    pub async fn precompute(&self, dashboard: Dashboard) -> ApiResult<PrecomputeReport> {
+        let started = Instant::now();
+        let plan = self.plan(&dashboard).await?;
+        let values = bind_parameters(&plan.spec, &[]).unwrap_or_default();
+        let dashboard = Arc::new(dashboard);
+        let (outcomes, executed) = self.run(dashboard.clone(), plan, values, None).await;
+        let mut hits = 0;
+        let mut errors = Vec::new();
+        for (id, o) in &outcomes {
+            match o {
+                Outcome::Served {
+                    cache_hit: true, ..
+                } => hits += 1,
+                Outcome::Served { .. } => {}
+                Outcome::Failed(error) => {
+                    errors.push(QueryFailure {
+                        query: id.clone(),
+                        code: error.code().to_owned(),
+                        message: error.public_message().into_owned(),
+                    });
+                }
             }
         }
+        let client = self.0.db.get().await?;
+        client
+            .execute(
+                "UPDATE dashboards SET last_precomputed_at = now() WHERE id = $1",
+                &[&dashboard.id],
+            )
+            .await?;
+        Ok(PrecomputeReport {
+            dashboard_slug: dashboard.slug.clone(),
+            version: dashboard.version,
+            queries_executed: executed,
+            cache_hits: hits,
+            errors,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
     }
-    let client = state.edge.db.get().await?;
-    client
-        .execute(
-            "UPDATE dashboards SET last_precomputed_at = now() WHERE id = $1",
-            &[&dashboard.id],
-        )
-        .await?;
-    Ok(PrecomputeReport {
-        dashboard_slug: dashboard.slug.clone(),
-        version: dashboard.version,
-        queries_executed: executed,
-        cache_hits: hits,
-        errors,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    })
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -807,27 +871,24 @@ pub struct WarmReport {
     pub duration_ms: u64,
 }
 
-async fn warm_one(state: AppState, dashboard: Dashboard) -> Result<PrecomputeReport, QueryFailure> {
-    let slug = dashboard.slug.clone();
-    precompute(&state, dashboard)
-        .await
-        .map_err(|e| QueryFailure {
+impl Serving {
+    async fn warm_one(&self, dashboard: Dashboard) -> Result<PrecomputeReport, QueryFailure> {
+        let slug = dashboard.slug.clone();
+        self.precompute(dashboard).await.map_err(|e| QueryFailure {
             query: slug,
             code: e.code.to_owned(),
             message: e.detail.to_string(),
         })
+    }
 }
 
-/// The scheduled entry: warms every dashboard whose `refresh` cadence is due (bounded
-/// concurrency), then removes expired results from the cache bucket and index.
-pub async fn warm_due(state: &AppState) -> ApiResult<WarmReport> {
-    let started = Instant::now();
-    // Scans whose worker died are handed on (or failed) on the same tick.
-    if let Err(e) = crate::catalog::reap(state, None).await {
-        tracing::warn!(error = %e, "looking for abandoned scans");
-    }
-    let client = state.edge.db.get().await?;
-    let rows = client
+impl Serving {
+    /// The scheduled entry: warms every dashboard whose `refresh` cadence is due (bounded
+    /// concurrency), then removes expired results from the cache bucket and index.
+    pub async fn warm_due(&self) -> ApiResult<WarmReport> {
+        let started = Instant::now();
+        let client = self.0.db.get().await?;
+        let rows = client
         .query(
             &format!(
                 "SELECT {} FROM dashboards d JOIN teams t ON t.id = d.team_id \
@@ -840,36 +901,37 @@ pub async fn warm_due(state: &AppState) -> ApiResult<WarmReport> {
             &[],
         )
         .await?;
-    let due: Vec<Dashboard> = rows.iter().map(Dashboard::from_row).collect();
-    // No pooled connection is held while the warehouses run the queries.
-    drop(client);
-    let mut running = futures::stream::iter(due)
-        .map(|d| warm_one(state.clone(), d))
-        .buffer_unordered(WARM_PARALLELISM);
-    let (mut reports, mut failures) = (Vec::new(), Vec::new());
-    while let Some(r) = running.next().await {
-        match r {
-            Ok(r) => reports.push(r),
-            Err(f) => failures.push(f),
+        let due: Vec<Dashboard> = rows.iter().map(Dashboard::from_row).collect();
+        // No pooled connection is held while the warehouses run the queries.
+        drop(client);
+        let mut running = futures::stream::iter(due)
+            .map(|d| self.warm_one(d))
+            .buffer_unordered(WARM_PARALLELISM);
+        let (mut reports, mut failures) = (Vec::new(), Vec::new());
+        while let Some(r) = running.next().await {
+            match r {
+                Ok(r) => reports.push(r),
+                Err(f) => failures.push(f),
+            }
         }
-    }
-    let client = state.edge.db.get().await?;
-    let expired = client
-        .query(
-            "DELETE FROM query_cache WHERE expires_at < now() RETURNING blob_key",
-            &[],
-        )
-        .await?;
-    for row in &expired {
-        let key: String = row.get(0);
-        if let Err(e) = state.buckets.cache.delete(&key).await {
-            tracing::warn!(error = %e, key, "removing an expired result");
+        let client = self.0.db.get().await?;
+        let expired = client
+            .query(
+                "DELETE FROM query_cache WHERE expires_at < now() RETURNING blob_key",
+                &[],
+            )
+            .await?;
+        for row in &expired {
+            let key: String = row.get(0);
+            if let Err(e) = self.0.cache.delete(&key).await {
+                tracing::warn!(error = %e, key, "removing an expired result");
+            }
         }
+        Ok(WarmReport {
+            dashboards: reports,
+            failures,
+            expired_removed: expired.len(),
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
     }
-    Ok(WarmReport {
-        dashboards: reports,
-        failures,
-        expired_removed: expired.len(),
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    })
 }

@@ -1,28 +1,24 @@
 //! [`AppState`]: what the warehouse-facing functions run with. The [`Edge`] (settings,
-//! database, authenticator) and the ports and caches the services use, built once per
-//! process. Nothing here touches the network when it is built: the object stores and the
-//! KMS clients connect lazily.
+//! database, authenticator) and the domain services, each built once per process from the
+//! ports it names. Handlers take the service they call (`State<Catalog>`, …) through
+//! `FromRef`, never the whole state. Nothing here touches the network when it is built:
+//! the object stores and the KMS clients connect lazily.
 
 use std::{ops::Deref, process::ExitCode, sync::Arc, time::Duration};
 
 use axum::extract::FromRef;
 use edge::{Edge, auth::OidcVerifier};
-use platform::{
-    blob::Buckets,
-    keyring::{self, KeyRing},
-};
+use platform::{blob::Buckets, keyring};
 use settings::JobSettings;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
-    catalog::CachedColumns,
-    connections::Warehouses,
+    catalog::Catalog,
+    connections::Connections,
+    dashboards::Dashboards,
     jobs::{LambdaInvoker, Runner},
-    serving::Serving,
+    serving::{Caches, Serving},
 };
-
-/// The in-process column cache's budget (columns of several thousand tables).
-const COLUMN_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Cheap to clone.
 #[derive(Clone)]
@@ -30,17 +26,21 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub edge: Edge,
-    pub buckets: Buckets,
-    pub key_ring: Arc<dyn KeyRing>,
-    pub warehouses: Warehouses,
-    /// The data-serving caches.
+    pub connections: Connections,
+    pub catalog: Catalog,
+    pub dashboards: Dashboards,
     pub serving: Serving,
-    /// Where jobs (catalog scans) run.
-    pub jobs: Runner,
     /// Verifies the scheduler's OIDC tokens, when `SCHEDULER_*` is configured.
-    pub scheduler: Option<(OidcVerifier, String)>,
-    /// Table columns by cache key (`catalog/columns/{connection}/{table}/{fingerprint}.json`).
-    pub column_cache: moka::future::Cache<String, Arc<CachedColumns>>,
+    pub scheduler: Option<Scheduler>,
+    /// The object stores, for tests and tools that look inside them (the services hold
+    /// the ones they use).
+    pub buckets: Buckets,
+}
+
+/// Who may call the scheduled entry: tokens `verifier` accepts, of `service_account`.
+pub struct Scheduler {
+    pub verifier: OidcVerifier,
+    pub service_account: String,
 }
 
 impl Deref for AppState {
@@ -50,11 +50,23 @@ impl Deref for AppState {
     }
 }
 
-impl FromRef<AppState> for Edge {
-    fn from_ref(state: &AppState) -> Edge {
-        state.edge.clone()
-    }
+macro_rules! from_ref {
+    ($($t:ty => $field:ident),* $(,)?) => {$(
+        impl FromRef<AppState> for $t {
+            fn from_ref(state: &AppState) -> $t {
+                state.$field.clone()
+            }
+        }
+    )*};
 }
+
+from_ref!(
+    Edge => edge,
+    Connections => connections,
+    Catalog => catalog,
+    Dashboards => dashboards,
+    Serving => serving,
+);
 
 impl AppState {
     /// The edge from `settings`, then the rest.
@@ -76,19 +88,18 @@ impl AppState {
         let buckets = Buckets::open(&settings.buckets)?;
         let key_ring = keyring::from_settings(&settings.key_ring).await?;
         let scheduler = match &settings.scheduler {
-            Some(s) => Some((
-                OidcVerifier::new(
+            Some(s) => Some(Scheduler {
+                verifier: OidcVerifier::new(
                     &s.issuer,
                     &s.audience,
                     s.jwks_url.clone(),
                     Duration::from_secs(30),
                     settings.auth_leeway,
                 )?,
-                s.service_account.clone(),
-            )),
+                service_account: s.service_account.clone(),
+            }),
             None => None,
         };
-        let serving = Serving::new(settings.result_cache_bytes);
         let jobs = match (jobs, &settings.jobs) {
             (Some(given), _) => given,
             (None, JobSettings::Local) => Runner::Local,
@@ -103,38 +114,49 @@ impl AppState {
                 LambdaInvoker::new(function.clone(), region.clone(), endpoint.clone()).await?,
             ),
         };
-        Ok(Self(Arc::new(Inner {
-            buckets,
+        let db = edge.db.clone();
+        let connections = Connections::new(
+            db.clone(),
+            buckets.credentials.clone(),
             key_ring,
-            warehouses: Warehouses::default(),
-            serving,
-            jobs,
-            scheduler,
-            column_cache: moka::future::Cache::builder()
-                .weigher(|_, v: &Arc<CachedColumns>| v.weight())
-                .max_capacity(COLUMN_CACHE_BYTES)
-                .time_to_live(Duration::from_secs(3600))
-                .build(),
+            settings.warehouse.clone(),
+        );
+        let catalog = Catalog::new(db.clone(), connections.clone(), buckets.cache.clone(), jobs);
+        let caches = Arc::new(Caches::new(settings.result_cache_bytes));
+        let dashboards = Dashboards::new(
+            db.clone(),
+            connections.clone(),
+            buckets.dashboards.clone(),
+            buckets.cache.clone(),
+            caches.clone(),
+        );
+        let serving = Serving::new(
+            db,
+            connections.clone(),
+            dashboards.clone(),
+            buckets.cache.clone(),
+            caches,
+        );
+        Ok(Self(Arc::new(Inner {
             edge,
+            connections,
+            catalog,
+            dashboards,
+            serving,
+            scheduler,
+            buckets,
         })))
     }
 }
 
 impl AppState {
-    /// The connection's warehouse, opened (or taken from the cache) with its sealed
-    /// credentials.
-    pub async fn warehouse(
-        &self,
-        connection: &crate::connections::Connection,
-    ) -> crate::ServiceResult<Arc<dyn platform::warehouse::Warehouse>> {
-        self.warehouses
-            .open(
-                &self.edge.settings,
-                &*self.buckets.credentials,
-                &*self.key_ring,
-                connection,
-            )
-            .await
+    /// The scheduled tick: scans whose worker died are handed on (or failed), then every
+    /// dashboard whose `refresh` cadence is due is warmed.
+    pub async fn tick(&self) -> edge::ApiResult<crate::serving::WarmReport> {
+        if let Err(e) = self.catalog.reap(None).await {
+            tracing::warn!(error = %e, "looking for abandoned scans");
+        }
+        self.serving.warm_due().await
     }
 }
 

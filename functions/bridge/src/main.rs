@@ -281,9 +281,7 @@ async fn precompute(settings: Settings) -> anyhow::Result<()> {
     let result = async {
         let state = AppState::from_settings(settings, "bridge").await?;
         db::migrate(&state.edge.db).await?;
-        let report = services::serving::warm_due(&state)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let report = state.tick().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         for d in &report.dashboards {
             println!(
                 "{} v{}: {} queries run, {} from cache, {} failed, {} ms",

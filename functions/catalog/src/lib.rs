@@ -7,15 +7,14 @@ use axum::{
     http::{StatusCode, header},
     response::IntoResponse,
 };
-use base::domain::Role;
 use edge::{
     ApiResult, CurrentUser, error::Problem, extract::Json, extract::Path, extract::Query,
     pagination::PageQuery,
 };
 use serde::Serialize;
 use services::{
-    AppState, catalog, catalog::Dataset, catalog::NameCursor, catalog::ScanRun, catalog::Table,
-    catalog::TableSchema, connections,
+    AppState, catalog::Catalog, catalog::Dataset, catalog::NameCursor, catalog::ScanRun,
+    catalog::Table, catalog::TableSchema,
 };
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -43,15 +42,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 409, body = Problem, content_type = "application/problem+json", description = "Not validated, or a scan is running"),
 ))]
 async fn scan(
-    State(state): State<AppState>,
+    State(catalog): State<Catalog>,
     user: CurrentUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<impl IntoResponse> {
-    let (connection, _) = {
-        let client = state.edge.db.get().await?;
-        connections::load(&client, id, &user, Role::Editor).await?
-    };
-    let run = catalog::start_scan(&state, &connection, &user).await?;
+    let run = catalog.scan(id, &user).await?;
     let location = format!("/v1/connections/{id}/scans/{}", run.scan_id);
     Ok((
         StatusCode::ACCEPTED,
@@ -66,7 +61,7 @@ pub async fn on_event(
     event: serde_json::Value,
 ) -> Result<serde_json::Value, String> {
     match services::jobs::Job::from_event(&event) {
-        Some(Ok(job)) => services::jobs::run(&state, job)
+        Some(Ok(job)) => services::jobs::run(&state.catalog, job)
             .await
             .map_err(|e| format!("{e:#}")),
         Some(Err(e)) => Err(e),
@@ -85,18 +80,11 @@ pub async fn on_event(
         (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn scan_status(
-    State(state): State<AppState>,
+    State(catalog): State<Catalog>,
     user: CurrentUser,
     Path((id, scan_id)): Path<(Uuid, Uuid)>,
 ) -> ApiResult<Json<ScanRun>> {
-    {
-        let client = state.edge.db.get().await?;
-        connections::load(&client, id, &user, Role::Viewer).await?;
-    }
-    // Whoever looks finds a scan whose worker died already handed on, or failed.
-    catalog::reap(&state, Some(id)).await?;
-    let client = state.edge.db.get().await?;
-    Ok(Json(catalog::scan_run(&client, id, scan_id).await?))
+    Ok(Json(catalog.scan_status(id, scan_id, &user).await?))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -113,15 +101,13 @@ pub struct DatasetList {
         (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn list_datasets(
-    State(state): State<AppState>,
+    State(catalog): State<Catalog>,
     user: CurrentUser,
     Path(id): Path<Uuid>,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<DatasetList>> {
     let page = page.parse::<NameCursor>()?;
-    let client = state.edge.db.get().await?;
-    connections::load(&client, id, &user, Role::Viewer).await?;
-    let (datasets, next_cursor) = catalog::list_datasets(&client, id, &page).await?;
+    let (datasets, next_cursor) = catalog.datasets(id, &user, &page).await?;
     Ok(Json(DatasetList {
         datasets,
         next_cursor,
@@ -142,15 +128,13 @@ pub struct TableList {
         (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn list_tables(
-    State(state): State<AppState>,
+    State(catalog): State<Catalog>,
     user: CurrentUser,
     Path(id): Path<Uuid>,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<TableList>> {
     let page = page.parse::<NameCursor>()?;
-    let client = state.edge.db.get().await?;
-    catalog::load_dataset(&client, id, &user, Role::Viewer).await?;
-    let (tables, next_cursor) = catalog::list_tables(&client, id, &page).await?;
+    let (tables, next_cursor) = catalog.tables(id, &user, &page).await?;
     Ok(Json(TableList {
         tables,
         next_cursor,
@@ -167,9 +151,9 @@ async fn list_tables(
         (status = 502, body = Problem, content_type = "application/problem+json", description = "The warehouse failed"),
 ))]
 async fn table_columns(
-    State(state): State<AppState>,
+    State(catalog): State<Catalog>,
     user: CurrentUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<TableSchema>> {
-    Ok(Json(catalog::table_columns(&state, &user, id).await?))
+    Ok(Json(catalog.table_columns(&user, id).await?))
 }

@@ -356,7 +356,11 @@ async fn a_worker_that_lost_its_scan_stops_and_writes_nothing() {
     .unwrap();
     let scan_id: uuid::Uuid = "0190d1c6-0000-7000-8000-00000000000d".parse().unwrap();
     // Another worker's id: not this scan's.
-    let outcome = services::catalog::run_scan(&f.app.state, scan_id, uuid::Uuid::new_v4())
+    let outcome = f
+        .app
+        .state
+        .catalog
+        .run_scan(scan_id, uuid::Uuid::new_v4())
         .await
         .unwrap();
     assert_eq!(outcome, services::catalog::ScanOutcome::NotOurs);
@@ -368,9 +372,7 @@ async fn a_worker_that_lost_its_scan_stops_and_writes_nothing() {
     assert_eq!(datasets, 0);
     // Its own worker runs it.
     let worker: uuid::Uuid = "0190d1c6-0000-7000-8000-0000000000ff".parse().unwrap();
-    let outcome = services::catalog::run_scan(&f.app.state, scan_id, worker)
-        .await
-        .unwrap();
+    let outcome = f.app.state.catalog.run_scan(scan_id, worker).await.unwrap();
     assert_eq!(outcome, services::catalog::ScanOutcome::Finished);
 }
 

@@ -37,12 +37,7 @@ impl std::fmt::Debug for CreateConnection {
 }
 
 /// A checked request: the secret to seal, and what may be shown about it.
-pub struct NewConnection {
-    pub name: String,
-    pub dialect: Dialect,
-    pub secret: Zeroizing<Vec<u8>>,
-    pub details: Value,
-}
+pub use services::connections::NewConnection;
 
 impl TryFrom<CreateConnection> for NewConnection {
     type Error = ApiError;
@@ -302,18 +297,7 @@ pub struct ConnectionList {
     pub next_cursor: Option<String>,
 }
 
-/// What a validation concluded.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ValidationOutcome {
-    /// Every check passed: the status is `validated`.
-    Validated,
-    /// The warehouse refused something (credentials, permissions): the status is `failed`.
-    Failed,
-    /// The warehouse could not be reached or was too slow: the status is left as it was,
-    /// since that says nothing about the credentials. Try again later.
-    Unreachable,
-}
+pub use services::connections::ValidationOutcome;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ValidationResult {

@@ -10,8 +10,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use base::domain::Role;
+use edge::Edge;
 use edge::{ApiError, ApiResult, CurrentUser, error::Problem, extract::Path};
-use services::{AppState, dashboards, serving, serving::Outcome};
+use services::{AppState, serving, serving::Outcome, serving::Serving};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -44,23 +45,21 @@ fn json(body: Vec<u8>) -> Response {
         (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn dashboard_data(
-    State(state): State<AppState>,
+    State(serving): State<Serving>,
+    State(edge): State<Edge>,
     user: CurrentUser,
     Path(slug): Path<String>,
     req: Request,
 ) -> ApiResult<Response> {
-    let (dashboard, _) = {
-        let client = state.edge.db.get().await?;
-        dashboards::load(&client, &slug, &user, Role::Viewer).await?
-    };
-    let plan = serving::plan(&state, &dashboard).await?;
+    let (dashboard, _) = serving.dashboard(&slug, &user, Role::Viewer).await?;
+    let plan = serving.plan(&dashboard).await?;
     let values = serving::bind_parameters(&plan.spec, &query_pairs(&req))?;
     let dashboard = Arc::new(dashboard);
-    let (outcomes, _) = serving::run(&state, dashboard.clone(), plan, values, None).await;
+    let (outcomes, _) = serving.run(dashboard.clone(), plan, values, None).await;
     Ok(json(serving::render_dashboard(
         &dashboard,
         &outcomes,
-        state.edge.settings.max_response_bytes,
+        edge.settings.max_response_bytes,
     )))
 }
 
@@ -75,16 +74,13 @@ async fn dashboard_data(
         (status = 502, body = Problem, content_type = "application/problem+json", description = "The warehouse failed"),
 ))]
 async fn query_data(
-    State(state): State<AppState>,
+    State(serving): State<Serving>,
     user: CurrentUser,
     Path((slug, query_id)): Path<(String, String)>,
     req: Request,
 ) -> ApiResult<Response> {
-    let (dashboard, _) = {
-        let client = state.edge.db.get().await?;
-        dashboards::load(&client, &slug, &user, Role::Viewer).await?
-    };
-    let plan = serving::plan(&state, &dashboard).await?;
+    let (dashboard, _) = serving.dashboard(&slug, &user, Role::Viewer).await?;
+    let plan = serving.plan(&dashboard).await?;
     let index = plan
         .queries
         .iter()
@@ -96,7 +92,9 @@ async fn query_data(
             )
         })?;
     let values = serving::bind_parameters(&plan.spec, &query_pairs(&req))?;
-    let (outcomes, _) = serving::run(&state, Arc::new(dashboard), plan, values, Some(index)).await;
+    let (outcomes, _) = serving
+        .run(Arc::new(dashboard), plan, values, Some(index))
+        .await;
     let Some((_, outcome)) = outcomes.into_iter().next() else {
         return Err(ApiError::internal(anyhow::anyhow!(
             "a query ran without an outcome"

@@ -132,7 +132,7 @@ async fn answers_match_the_warehouse_and_repeat_from_the_cache() {
 async fn the_cache_bucket_serves_after_memory_is_lost() {
     let (app, _wh, ws) = setup().await;
     let first = data(&app, &ws.token, "").await;
-    app.state.serving.forget_in_memory();
+    app.state.serving.caches().forget_in_memory();
     let again = data(&app, &ws.token, "").await;
     for (id, q) in again["queries"].as_object().unwrap() {
         assert_eq!(

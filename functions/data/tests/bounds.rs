@@ -107,13 +107,13 @@ async fn deleting_a_dashboard_drops_its_entries_from_this_process() {
         .send()
         .await
         .assert_status(200);
-    assert!(app.state.serving.result_bytes().await > 0);
+    assert!(app.state.serving.caches().result_bytes().await > 0);
     app.delete("/v1/dashboards/to-delete")
         .bearer(&a.token)
         .send()
         .await
         .assert_status(204);
-    assert_eq!(app.state.serving.result_bytes().await, 0);
+    assert_eq!(app.state.serving.caches().result_bytes().await, 0);
     let index: i64 = app
         .db
         .client()
@@ -247,7 +247,7 @@ async fn the_in_process_result_cache_stays_within_its_byte_budget() {
             .await
             .assert_status(200);
     }
-    let held = app.state.serving.result_bytes().await;
+    let held = app.state.serving.caches().result_bytes().await;
     assert!(held <= 100_000, "{held} bytes held");
     assert!(held > 0);
 }

@@ -14,12 +14,12 @@ use base::domain::Role;
 use dashboard::spec::SCHEMA_JSON;
 use edge::{
     ApiError, ApiResult, CurrentUser, error::Problem, extract::Json, extract::Path, extract::Query,
-    extract::YamlBody, pagination::PageQuery, tenancy::require_team_role,
+    extract::YamlBody, pagination::PageQuery,
 };
 use serde::{Deserialize, Serialize};
 use services::{
-    AppState, check, check::ValidationReport, dashboards, dashboards::Dashboard,
-    dashboards::DashboardMeta, serving,
+    AppState, catalog::Catalog, check::ValidationReport, dashboards::Dashboard,
+    dashboards::Dashboards, serving::Serving,
 };
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -60,26 +60,11 @@ async fn schema() -> impl IntoResponse {
         (status = 403, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn validate(
-    State(state): State<AppState>,
+    State(dashboards): State<Dashboards>,
     user: CurrentUser,
     YamlBody(yaml): YamlBody,
 ) -> ApiResult<Json<ValidationReport>> {
-    Ok(Json(check::check(&state, &user, &yaml, None).await?.report))
-}
-
-fn meta(checked: &check::Checked) -> DashboardMeta {
-    let spec = &checked.spec;
-    DashboardMeta {
-        slug: spec.slug.clone(),
-        title: spec.title.clone(),
-        description: spec.description.clone(),
-        view_type: spec.view_type.as_str().to_owned(),
-        connection_id: checked.connection.id,
-        refresh_every_secs: spec
-            .refresh_every()
-            .map(|d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX)),
-        cache_ttl_secs: i32::try_from(spec.cache_ttl().as_secs()).unwrap_or(i32::MAX),
-    }
+    Ok(Json(dashboards.check(&user, &yaml, None).await?.report))
 }
 
 fn with_version(mut response: Response, version: i32) -> Response {
@@ -102,18 +87,12 @@ fn with_version(mut response: Response, version: i32) -> Response {
         (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid dashboard"),
 ))]
 async fn create_dashboard(
-    State(state): State<AppState>,
+    State(dashboards): State<Dashboards>,
     user: CurrentUser,
     Path(team_id): Path<Uuid>,
     YamlBody(yaml): YamlBody,
 ) -> ApiResult<Response> {
-    {
-        let client = state.edge.db.get().await?;
-        require_team_role(&client, team_id, &user, Role::Editor).await?;
-    }
-    let checked = check::require_valid(check::check(&state, &user, &yaml, Some(team_id)).await?)?;
-    let dashboard = dashboards::create(&state, team_id, &user, &meta(&checked), &yaml).await?;
-    tracing::info!(slug = %dashboard.slug, %team_id, "dashboard created");
+    let dashboard = dashboards.create_from_yaml(team_id, &user, &yaml).await?;
     let location = format!("/v1/dashboards/{}", dashboard.slug);
     let version = dashboard.version;
     Ok(with_version(
@@ -141,17 +120,15 @@ pub struct DashboardList {
         (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn list_dashboards(
-    State(state): State<AppState>,
+    State(dashboards): State<Dashboards>,
     user: CurrentUser,
     Path(team_id): Path<Uuid>,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<DashboardList>> {
     let page = page.parse::<String>()?;
-    let client = state.edge.db.get().await?;
-    require_team_role(&client, team_id, &user, Role::Viewer).await?;
-    let (dashboards, next_cursor) = dashboards::list(&client, team_id, &page).await?;
+    let (listed, next_cursor) = dashboards.list_for(team_id, &user, &page).await?;
     Ok(Json(DashboardList {
-        dashboards,
+        dashboards: listed,
         next_cursor,
     }))
 }
@@ -164,12 +141,11 @@ async fn list_dashboards(
         (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn get_dashboard(
-    State(state): State<AppState>,
+    State(dashboards): State<Dashboards>,
     user: CurrentUser,
     Path(slug): Path<String>,
 ) -> ApiResult<Response> {
-    let client = state.edge.db.get().await?;
-    let (dashboard, _) = dashboards::load(&client, &slug, &user, Role::Viewer).await?;
+    let (dashboard, _) = dashboards.get(&slug, &user, Role::Viewer).await?;
     let version = dashboard.version;
     Ok(with_version(Json(dashboard).into_response(), version))
 }
@@ -190,7 +166,7 @@ pub struct VersionQuery {
         (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn get_yaml(
-    State(state): State<AppState>,
+    State(dashboards): State<Dashboards>,
     user: CurrentUser,
     Path(slug): Path<String>,
     Query(q): Query<VersionQuery>,
@@ -198,11 +174,7 @@ async fn get_yaml(
     if q.version.is_some_and(|v| v < 1) {
         return Err(ApiError::invalid_field("version", "must be 1 or more"));
     }
-    let (dashboard, _) = {
-        let client = state.edge.db.get().await?;
-        dashboards::load(&client, &slug, &user, Role::Viewer).await?
-    };
-    let (version, yaml) = dashboards::yaml(&state, &dashboard, q.version).await?;
+    let (version, yaml) = dashboards.yaml_of(&slug, &user, q.version).await?;
     Ok(with_version(
         (
             [(header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
@@ -241,33 +213,16 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<i32>> {
         (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn put_yaml(
-    State(state): State<AppState>,
+    State(dashboards): State<Dashboards>,
     user: CurrentUser,
     Path(slug): Path<String>,
     headers: HeaderMap,
     YamlBody(yaml): YamlBody,
 ) -> ApiResult<Response> {
     let expected = if_match(&headers)?;
-    let (current, _) = {
-        let client = state.edge.db.get().await?;
-        dashboards::load(&client, &slug, &user, Role::Editor).await?
-    };
-    let checked =
-        check::require_valid(check::check(&state, &user, &yaml, Some(current.team_id)).await?)?;
-    if checked.spec.slug != current.slug {
-        let mut e = ApiError::unprocessable(vec![edge::error::FieldError::new(
-            "slug",
-            format!(
-                "must stay `{}`: a dashboard's slug cannot change",
-                current.slug
-            ),
-        )]);
-        e.code = "invalid_dashboard";
-        return Err(e);
-    }
-    let dashboard =
-        dashboards::update(&state, &current, &user, &meta(&checked), &yaml, expected).await?;
-    tracing::info!(slug = %dashboard.slug, version = dashboard.version, "dashboard updated");
+    let dashboard = dashboards
+        .update_from_yaml(&slug, &user, &yaml, expected)
+        .await?;
     let version = dashboard.version;
     Ok(with_version(Json(dashboard).into_response(), version))
 }
@@ -281,22 +236,11 @@ async fn put_yaml(
         (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn delete_dashboard(
-    State(state): State<AppState>,
+    State(dashboards): State<Dashboards>,
     user: CurrentUser,
     Path(slug): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let (dashboard, role) = {
-        let client = state.edge.db.get().await?;
-        dashboards::load(&client, &slug, &user, Role::Viewer).await?
-    };
-    let owner = dashboard.owner_user_id == Some(user.id) && role >= Role::Editor;
-    if !owner && role < Role::Admin {
-        return Err(ApiError::forbidden(
-            "only the dashboard's owner or a team admin may delete it",
-        ));
-    }
-    dashboards::delete(&state, &dashboard).await?;
-    tracing::info!(%slug, "dashboard deleted");
+    dashboards.delete_by(&slug, &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -335,19 +279,19 @@ pub struct Lineage {
         (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn lineage(
-    State(state): State<AppState>,
+    State(serving): State<Serving>,
+    State(catalog): State<Catalog>,
     user: CurrentUser,
     Path(slug): Path<String>,
 ) -> ApiResult<Json<Lineage>> {
-    let client = state.edge.db.get().await?;
-    let (dashboard, _) = dashboards::load(&client, &slug, &user, Role::Viewer).await?;
-    let plan = serving::plan(&state, &dashboard).await?;
-    let catalog: BTreeMap<(String, String), Uuid> =
-        services::catalog::scanned_tables(&client, dashboard.connection_id)
-            .await?
-            .into_iter()
-            .map(|t| ((t.dataset, t.table), t.id))
-            .collect();
+    let (dashboard, _) = serving.dashboard(&slug, &user, Role::Viewer).await?;
+    let plan = serving.plan(&dashboard).await?;
+    let catalog: BTreeMap<(String, String), Uuid> = catalog
+        .scanned(dashboard.connection_id)
+        .await?
+        .into_iter()
+        .map(|t| ((t.dataset, t.table), t.id))
+        .collect();
     let mut nodes = vec![LineageNode {
         id: format!("dashboard:{slug}"),
         kind: "dashboard",

@@ -5,7 +5,9 @@
 use axum::{extract::State, http::HeaderMap};
 use base::domain::Role;
 use edge::{ApiError, ApiResult, CurrentUser, error::Problem, extract::Json, extract::Path};
-use services::{AppState, dashboards, serving, serving::PrecomputeReport, serving::WarmReport};
+use services::{
+    AppState, serving::PrecomputeReport, serving::Serving, serving::WarmReport, state::Scheduler,
+};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -24,15 +26,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn precompute_dashboard(
-    State(state): State<AppState>,
+    State(serving): State<Serving>,
     user: CurrentUser,
     Path(slug): Path<String>,
 ) -> ApiResult<Json<PrecomputeReport>> {
-    let (dashboard, _) = {
-        let client = state.edge.db.get().await?;
-        dashboards::load(&client, &slug, &user, Role::Admin).await?
-    };
-    let report = serving::precompute(&state, dashboard).await?;
+    let (dashboard, _) = serving.dashboard(&slug, &user, Role::Admin).await?;
+    let report = serving.precompute(dashboard).await?;
     tracing::info!(slug = %slug, executed = report.queries_executed, hits = report.cache_hits, "precomputed");
     Ok(Json(report))
 }
@@ -49,7 +48,11 @@ async fn scheduled(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> ApiResult<Json<WarmReport>> {
-    let Some((verifier, service_account)) = &state.scheduler else {
+    let Some(Scheduler {
+        verifier,
+        service_account,
+    }) = &state.scheduler
+    else {
         return Err(ApiError::not_found("route_not_found", "no such route"));
     };
     let token = headers
@@ -75,7 +78,7 @@ async fn scheduled(
             "the token is not the scheduler's service account",
         ));
     }
-    let report = serving::warm_due(&state).await?;
+    let report = state.tick().await?;
     tracing::info!(
         warmed = report.dashboards.len(),
         failed = report.failures.len(),
@@ -102,7 +105,7 @@ pub async fn on_event(
         );
     }
     let id = event["id"].as_str().unwrap_or("scheduled").to_owned();
-    let report = edge::telemetry::with_correlation_id(&id, serving::warm_due(&state))
+    let report = edge::telemetry::with_correlation_id(&id, state.tick())
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(
