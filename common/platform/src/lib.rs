@@ -6,4 +6,5 @@
 pub mod blob;
 pub mod gcp;
 pub mod keyring;
+pub mod lambda;
 pub mod warehouse;
