@@ -41,12 +41,12 @@ local_postgres_answers() {
   command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432 -U postgres
 }
 
-# The Python emulators the tests run against (bqemulator, moto), in .venv-emu at the repo
-# root: created when missing, reinstalled only when scripts/emulators.txt changes (its hash
-# is kept in .venv-emu/requirements.sha256), and DuckDB's spatial and avro extensions
-# installed once from their wheels so that bqemulator starts without the internet.
-ensure_emulators() {
-  local venv=.venv-emu req=scripts/emulators.txt
+# A Python venv at the repo root holding the pinned requirements file REQ: created when
+# missing (installing python3's venv module with apt-get if need be), reinstalled only when REQ
+# or the Python version changes (their hash is kept in VENV/requirements.sha256).
+# Usage: ensure_pinned_venv VENV REQ WHAT (WHAT names the tools in messages).
+ensure_pinned_venv() {
+  local venv=$1 req=$2 what=$3
   if [ ! -x "$venv/bin/python" ]; then
     echo "==> creating $venv"
     if ! python3 -m venv "$venv" 2>/dev/null; then
@@ -60,7 +60,7 @@ ensure_emulators() {
           || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends "$pkg" python3-venv; } \
           || $sudo apt-get install -y --no-install-recommends python3-venv
       else
-        echo "python3 with its venv module is needed for the emulators (bqemulator, moto)." >&2
+        echo "python3 with its venv module is needed for $what." >&2
         return 1
       fi
       python3 -m venv "$venv"
@@ -70,14 +70,21 @@ ensure_emulators() {
   want=$( (cat "$req"; "$venv/bin/python" -V) | sha256sum | cut -d' ' -f1)
   [ -f "$venv/requirements.sha256" ] && have=$(cat "$venv/requirements.sha256")
   if [ "$want" != "$have" ]; then
-    echo "==> installing the emulators ($req) into $venv"
+    echo "==> installing $what ($req) into $venv"
     rm -f "$venv/requirements.sha256"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
     echo "$want" > "$venv/requirements.sha256"
   fi
+}
+
+# The Python emulators the tests run against (bqemulator, moto), in .venv-emu at the repo
+# root (ensure_pinned_venv, from scripts/emulators.txt), and DuckDB's spatial and avro
+# extensions installed once from their wheels so that bqemulator starts without the internet.
+ensure_emulators() {
+  ensure_pinned_venv .venv-emu scripts/emulators.txt "the emulators (bqemulator, moto)"
   # DuckDB looks for extensions under ~/.duckdb: install spatial and avro from their wheels
   # when absent, or bqemulator tries to download them at start (and dies without spatial).
-  "$venv/bin/python" - <<'PY'
+  .venv-emu/bin/python - <<'PY'
 import importlib, pathlib, duckdb
 con = duckdb.connect()
 for name in ("spatial", "avro"):
@@ -88,6 +95,12 @@ for name in ("spatial", "avro"):
         con.execute(f"INSTALL '{path}'")
         print(f"==> installed DuckDB's {name} extension from {path}")
 PY
+}
+
+# checkov (static analysis of infra/, run by scripts/check-infra), in .venv-checkov at the
+# repo root from scripts/checkov.txt (ensure_pinned_venv).
+ensure_checkov() {
+  ensure_pinned_venv .venv-checkov scripts/checkov.txt checkov
 }
 
 # Where the emulators keep their logs, and where test processes record instances they start.

@@ -39,6 +39,7 @@ pub const GRID_COLUMNS: u32 = 12;
 #[serde(deny_unknown_fields)]
 pub struct DashboardSpec {
     /// Always 1.
+    #[serde(deserialize_with = "whole_u32")]
     pub version: u32,
     pub kind: Kind,
     pub slug: String,
@@ -367,8 +368,12 @@ fn describe_json(v: &serde_json::Value) -> String {
 }
 
 fn parse_date(s: &str) -> Result<Date, String> {
-    Date::parse(s, format_description!("[year]-[month]-[day]"))
-        .map_err(|_| format!("`{s}` is not a date (YYYY-MM-DD)"))
+    // `[year]` also reads a sign (`+2025-01-31`, `-0001-01-01`), which YYYY-MM-DD has not.
+    s.bytes()
+        .next()
+        .filter(u8::is_ascii_digit)
+        .and_then(|_| Date::parse(s, format_description!("[year]-[month]-[day]")).ok())
+        .ok_or_else(|| format!("`{s}` is not a date (YYYY-MM-DD)"))
 }
 
 fn parse_timestamp(s: &str) -> Result<OffsetDateTime, String> {
@@ -517,10 +522,46 @@ impl Columns {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Position {
+    #[serde(deserialize_with = "whole_u32")]
     pub x: u32,
+    #[serde(deserialize_with = "whole_u32")]
     pub y: u32,
+    #[serde(deserialize_with = "whole_u32")]
     pub w: u32,
+    #[serde(deserialize_with = "whole_u32")]
     pub h: u32,
+}
+
+/// A `u32` written as an integer or as a float with no fractional part (`2.0`): JSON Schema's
+/// `integer` admits both, and so does YAML's `2.0` reach us as a float.
+fn whole_u32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    struct Whole;
+    impl serde::de::Visitor<'_> for Whole {
+        type Value = u32;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a whole number from 0 to 4294967295")
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u32, E> {
+            u32::try_from(v)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u32, E> {
+            u32::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<u32, E> {
+            if v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v) {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                Ok(v as u32)
+            } else {
+                Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+            }
+        }
+    }
+    deserializer.deserialize_any(Whole)
 }
 
 impl Position {
@@ -584,6 +625,8 @@ mod tests {
         );
         assert!(ParamType::Date.parse_value("2025-02-30").is_err());
         assert!(ParamType::Date.parse_value("2025-02-28").is_ok());
+        assert!(ParamType::Date.parse_value("+2025-02-28").is_err());
+        assert!(ParamType::Date.parse_value("-2025-02-28").is_err());
         assert!(
             ParamType::Timestamp
                 .parse_value("2025-02-28T10:00:00+01:00")

@@ -8,8 +8,17 @@
 //! 2. the JSON Schema ([`SCHEMA_JSON`]): every error, translated into plain words, its JSON
 //!    pointer turned into our path and located in the YAML;
 //! 3. the structure ([`check_spec`]): what a schema cannot say (unique ids, known queries,
-//!    the grid, refs and their cycles, templates, parameter values, durations), plus
-//!    warnings for parameters and queries nothing uses.
+//!    refs and their cycles, declared parameters, a default among the allowed values,
+//!    overlapping tiles, the SQL's size in bytes), plus warnings for parameters and queries
+//!    nothing uses.
+//!
+//! Some rules are in both the schema (so that editors and other validators know them) and
+//! the structural checks: the bounds of `refresh.every` and `cache.ttl`, dates and
+//! timestamps that exist, a required parameter having no default, tiles fitting the grid,
+//! the template syntax. A value breaking one of those can still be read into a spec, so such
+//! errors ([`SOFT_RULES`]) do not stop stage 3: when the schema found nothing else, the
+//! structural checks run and report them in their own words, along with everything else.
+//! The tests check that the schema and this module agree on every rule both can express.
 //!
 //! SQL itself (one read-only statement, known tables, the byte cap) is checked elsewhere,
 //! against the connection's dialect and catalog.
@@ -24,8 +33,8 @@ use serde_json::Value;
 
 use super::{
     spec::{
-        DashboardSpec, GRID_COLUMNS, MAX_CACHE_TTL, MAX_SQL_BYTES, MIN_CACHE_TTL, MIN_REFRESH,
-        SCHEMA_JSON, TileType,
+        DashboardSpec, DurationSpec, GRID_COLUMNS, MAX_CACHE_TTL, MAX_SQL_BYTES, MIN_CACHE_TTL,
+        MIN_REFRESH, ParamType, SCHEMA_JSON, TileType,
     },
     template::{self, Piece},
     yaml::{self, Positions, push_index, push_key},
@@ -41,8 +50,9 @@ pub struct Issue {
     pub message: String,
 }
 
-/// The outcome of [`parse`]: the spec whenever the YAML matched the schema (even if
-/// structural checks then failed: see `errors`), the errors and warnings, and
+/// The outcome of [`parse`]: the spec whenever the YAML matched the schema, or broke only
+/// rules the structural checks repeat ([`SOFT_RULES`]) (even if structural checks then
+/// failed: see `errors`), the errors and warnings, and
 /// the positions of the YAML's nodes for locating anything found later (SQL, columns).
 #[derive(Debug, Clone)]
 pub struct Parsed {
@@ -102,7 +112,7 @@ pub fn parse(yaml: &str) -> Parsed {
             };
         }
     };
-    let mut errors = schema_errors(&value, &positions);
+    let (mut errors, soft) = schema_errors(&value, &positions, yaml);
     let mut warnings = Vec::new();
     let mut spec = None;
     if errors.is_empty() {
@@ -112,11 +122,17 @@ pub fn parse(yaml: &str) -> Parsed {
         match typed {
             Ok(s) => {
                 let (e, w) = check_spec(&s, yaml, &positions);
-                errors = e;
+                // The structural checks repeat the soft rules in the same words: what both
+                // found is reported once, and what only the schema found (it is stricter on
+                // a few timestamps) is kept.
+                errors = soft;
+                errors.retain(|i| !e.iter().any(|f| f.path == i.path && f.message == i.message));
+                errors.extend(e);
                 warnings = w;
                 spec = Some(s);
             }
             Err(e) => {
+                errors = soft;
                 // The schema and the types agree (tested), so this is a bug; say so plainly.
                 let path = serde_path(e.path());
                 let (line, column) = positions.locate(&path);
@@ -128,13 +144,16 @@ pub fn parse(yaml: &str) -> Parsed {
                 });
             }
         }
+    } else {
+        errors.extend(soft);
     }
     sort(&mut errors);
     sort(&mut warnings);
     cap(&mut errors, "errors");
     cap(&mut warnings, "warnings");
     // The spec stays available after structural errors (callers then check SQL too, so that
-    // every problem is reported at once); it is `None` only when the YAML or the schema failed.
+    // every problem is reported at once); it is `None` only when the YAML or the schema failed
+    // (beyond its soft rules).
     Parsed {
         spec,
         errors,
@@ -180,17 +199,45 @@ fn serde_path(path: &serde_path_to_error::Path) -> String {
 // ---------------------------------------------------------------------------------------
 // The schema's errors, in words
 
-fn schema_errors(value: &Value, positions: &Positions) -> Vec<Issue> {
-    let mut out: Vec<Issue> = Vec::new();
+/// The schema's keywords whose errors leave the document readable into a spec and that the
+/// structural checks repeat (keyword locations, a trailing `*` standing for anything): such
+/// an error alone does not stop the structural checks (see the module documentation).
+pub const SOFT_RULES: &[&str] = &[
+    "/properties/refresh/properties/every/pattern",
+    "/properties/cache/properties/ttl/pattern",
+    "/$defs/date/pattern",
+    "/$defs/date/format",
+    "/$defs/timestamp/pattern",
+    "/$defs/timestamp/format",
+    "/$defs/parameter/dependentSchemas/default/properties/required/const",
+    "/$defs/position/allOf/*",
+    "/$defs/templates/pattern",
+];
+
+fn is_soft(schema_path: &str) -> bool {
+    SOFT_RULES.iter().any(|rule| match rule.strip_suffix('*') {
+        Some(prefix) => schema_path.starts_with(prefix),
+        None => schema_path == *rule,
+    })
+}
+
+/// The schema's errors in words: `(hard, soft)`, soft ones being those of [`SOFT_RULES`].
+fn schema_errors(value: &Value, positions: &Positions, yaml: &str) -> (Vec<Issue>, Vec<Issue>) {
+    let (mut hard, mut soft) = (Vec::new(), Vec::new());
     let mut seen: HashSet<(String, String)> = HashSet::new();
     for error in SCHEMA.validator.iter_errors(value) {
-        for issue in translate(&error, value, positions) {
+        let out = if is_soft(error.schema_path().as_str()) {
+            &mut soft
+        } else {
+            &mut hard
+        };
+        for issue in translate(&error, value, positions, yaml) {
             if seen.insert((issue.path.clone(), issue.message.clone())) {
                 out.push(issue);
             }
         }
     }
-    out
+    (hard, soft)
 }
 
 /// Converts a JSON pointer into our path, using the document to tell list indices from keys.
@@ -402,17 +449,196 @@ fn pattern_message(pattern: &str, value: &Value) -> String {
             "`{v}` is not a duration: write a whole number of minutes, hours or days \
              (e.g. 15m, 24h, 7d)"
         ),
-        "^[0-9]{4}-[0-9]{2}-[0-9]{2}$" => format!("`{v}` is not a date (YYYY-MM-DD)"),
         "\\S" => "must not be blank".to_owned(),
         p if p.starts_with("^[0-9a-fA-F]{8}") => format!(
             "`{v}` is not a UUID: use the id of a warehouse connection \
              (e.g. 00000000-0000-4000-8000-000000000001)"
         ),
-        p if p.starts_with("^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt]") => {
-            format!("`{v}` is not an RFC 3339 timestamp (e.g. 2025-01-31T12:00:00Z)")
-        }
         p => format!("`{v}` does not match the pattern {p}"),
     }
+}
+
+/// Why a date or timestamp the schema refuses is wrong, when the parameter's type accepts it
+/// (the schema is stricter than [`ParamType::from_json`] on these; see the tests).
+fn date_message(timestamp: bool, value: &Value) -> String {
+    let v = inline(value);
+    let s = value.as_str().unwrap_or_default();
+    if !timestamp {
+        return format!("`{v}` is not a date (YYYY-MM-DD)");
+    }
+    if s.get(17..19) == Some("60") {
+        format!("`{v}` is a leap second (:60), which is not accepted: use :59")
+    } else if s.len() > 10 && !matches!(s.as_bytes()[10], b'T' | b't') {
+        format!("`{v}` is not an RFC 3339 timestamp: write T between the date and the time")
+    } else {
+        format!("`{v}` is not an RFC 3339 timestamp (e.g. 2025-01-31T12:00:00Z)")
+    }
+}
+
+/// The message of a parameter's default or allowed value (`path`, under `parameters[i]`)
+/// that its type refuses, as the structural checks word it.
+fn parameter_value_message(root: &Value, path: &str, problem: &str) -> String {
+    let rest = path.strip_prefix("parameters[").unwrap_or_default();
+    let param = rest
+        .find(']')
+        .and_then(|end| rest[..end].parse::<usize>().ok())
+        .and_then(|i| root.get("parameters")?.get(i));
+    let id = param
+        .and_then(|p| p.get("id")?.as_str())
+        .unwrap_or_default();
+    let t = param
+        .and_then(|p| p.get("type")?.as_str())
+        .unwrap_or_default();
+    if path.ends_with(".default") {
+        default_message(id, t, problem)
+    } else {
+        allowed_message(id, t, problem)
+    }
+}
+
+fn default_message(id: &str, t: &str, problem: &str) -> String {
+    format!("the default of `{id}` (a {t} parameter): {problem}")
+}
+
+fn allowed_message(id: &str, t: &str, problem: &str) -> String {
+    format!("an allowed value of `{id}` (a {t} parameter): {problem}")
+}
+
+fn required_with_default_message(id: &str) -> String {
+    format!(
+        "`{id}` is required yet has a default: a required parameter must be passed by the \
+         viewer, so drop `default` or `required: true`"
+    )
+}
+
+fn refresh_message(every: DurationSpec) -> String {
+    format!("refreshing every {every} is too often: at least 5m")
+}
+
+fn cache_ttl_message(ttl: DurationSpec) -> Option<String> {
+    if ttl.0 < MIN_CACHE_TTL {
+        Some("the cache TTL must be at least 1m".to_owned())
+    } else if ttl.0 > MAX_CACHE_TTL {
+        Some(format!("a cache TTL of {ttl} is too long: at most 30d"))
+    } else {
+        None
+    }
+}
+
+fn grid_message(id: &str, x: u64, w: u64) -> String {
+    format!(
+        "tile `{id}` does not fit the {GRID_COLUMNS}-column grid: x {x} + w {w} = {}, more \
+         than {GRID_COLUMNS}",
+        x + w
+    )
+}
+
+/// A whole number in JSON (`8` or `8.0`).
+fn whole(v: Option<&Value>) -> Option<u64> {
+    let v = v?;
+    v.as_u64().or_else(|| {
+        let f = v.as_f64()?;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        (f.fract() == 0.0 && (0.0..1e15).contains(&f)).then_some(f as u64)
+    })
+}
+
+/// The errors of the soft rules in words (`None` for the other keywords).
+fn translate_soft(
+    error: &ValidationError<'_>,
+    path: &str,
+    root: &Value,
+    positions: &Positions,
+    yaml: &str,
+) -> Option<Vec<Issue>> {
+    let schema_path = error.schema_path().as_str();
+    let instance = error.instance();
+    let one = |message: String| Some(vec![at_value(positions, path.to_owned(), message)]);
+    let duration = instance
+        .as_str()
+        .and_then(|s| s.parse::<DurationSpec>().ok());
+    match schema_path {
+        // A value that is no duration at all: `$defs/duration`'s own error says so.
+        "/properties/refresh/properties/every/pattern" => match duration {
+            Some(d) => one(refresh_message(d)),
+            None => Some(Vec::new()),
+        },
+        "/properties/cache/properties/ttl/pattern" => match duration.and_then(cache_ttl_message) {
+            Some(message) => one(message),
+            None => Some(Vec::new()),
+        },
+        "/$defs/date/pattern" | "/$defs/date/format" => {
+            let problem = match ParamType::Date.from_json(instance) {
+                Err(e) => e,
+                Ok(_) => date_message(false, instance),
+            };
+            one(parameter_value_message(root, path, &problem))
+        }
+        "/$defs/timestamp/pattern" | "/$defs/timestamp/format" => {
+            let problem = match ParamType::Timestamp.from_json(instance) {
+                Err(e) => e,
+                Ok(_) => date_message(true, instance),
+            };
+            one(parameter_value_message(root, path, &problem))
+        }
+        "/$defs/parameter/dependentSchemas/default/properties/required/const" => {
+            // Only `required: true` is at fault; another value has its own type error.
+            if **instance != Value::Bool(true) {
+                return Some(Vec::new());
+            }
+            let parent = yaml::parent(path).unwrap_or_default();
+            let id = root
+                .pointer(&format!("/parameters/{}", index_of(parent)?))
+                .and_then(|p| p.get("id")?.as_str())
+                .unwrap_or_default();
+            one(required_with_default_message(id))
+        }
+        p if p.starts_with("/$defs/position/allOf/") => {
+            // Reported at the position, as the structural check does.
+            let position_path = yaml::parent(path).unwrap_or_default();
+            let tile_path = yaml::parent(position_path).unwrap_or_default();
+            let tile = root.pointer(&format!("/layout/{}", index_of(tile_path)?));
+            let position = tile.and_then(|t| t.get("position"));
+            let id = tile.and_then(|t| t.get("id")?.as_str()).unwrap_or_default();
+            let x = whole(position.and_then(|p| p.get("x")));
+            let w = whole(position.and_then(|p| p.get("w")));
+            let (Some(x), Some(w)) = (x, w) else {
+                return Some(Vec::new());
+            };
+            Some(vec![at_value(
+                positions,
+                position_path.to_owned(),
+                grid_message(id, x, w),
+            )])
+        }
+        "/$defs/templates/pattern" => {
+            let sql = instance.as_str().unwrap_or_default();
+            let (_, errors) = template::scan_all(sql);
+            Some(
+                errors
+                    .into_iter()
+                    .map(
+                        |e| match template_at(yaml, positions, path, sql, e.offset) {
+                            Some((line, column)) => Issue {
+                                path: path.to_owned(),
+                                line: Some(line),
+                                column: Some(column),
+                                message: e.message,
+                            },
+                            None => at_value(positions, path.to_owned(), e.message),
+                        },
+                    )
+                    .collect(),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// The index of the last `[i]` of a path (`layout[3]` → 3).
+fn index_of(path: &str) -> Option<usize> {
+    let open = path.rfind('[')?;
+    path[open + 1..].strip_suffix(']')?.parse().ok()
 }
 
 fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
@@ -450,8 +676,16 @@ fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -
         .unwrap_or_default()
 }
 
-fn translate(error: &ValidationError<'_>, root: &Value, positions: &Positions) -> Vec<Issue> {
+fn translate(
+    error: &ValidationError<'_>,
+    root: &Value,
+    positions: &Positions,
+    yaml: &str,
+) -> Vec<Issue> {
     let path = instance_path(root, error);
+    if let Some(issues) = translate_soft(error, &path, root, positions, yaml) {
+        return issues;
+    }
     let schema_path = error.schema_path().as_str();
     let instance = error.instance();
     let in_tile_rules = schema_path.contains("/$defs/tile/allOf/");
@@ -658,26 +892,36 @@ impl Checker<'_> {
         self.warnings.push(at_value(self.positions, path, message));
     }
 
-    /// Where the template at byte `offset` of the sql at `path` is in the YAML. The n-th
-    /// `{{` of the value is the n-th `{{` of the scalar's source text, whatever its style
-    /// (plain, quoted, literal `|` or folded `>`), as neither escapes nor folding make or
-    /// break a `{{`; so this is exact except for a `{{` written with escapes or split by a
-    /// fold, where it falls back to the scalar's start.
     fn template_at(&self, path: &str, sql: &str, offset: usize) -> Option<(usize, usize)> {
-        let nth = sql.get(..offset)?.matches("{{").count();
-        let (line, column) = self.positions.get(path)?;
-        let span = self.positions.span(path)?;
-        let source = self.yaml.get(span)?;
-        let (at, _) = source.match_indices("{{").nth(nth)?;
-        let before = &source[..at];
-        Some(match before.rfind('\n') {
-            None => (line, column + before.chars().count()),
-            Some(nl) => (
-                line + before.matches('\n').count(),
-                before[nl + 1..].chars().count() + 1,
-            ),
-        })
+        template_at(self.yaml, self.positions, path, sql, offset)
     }
+}
+
+/// Where the template at byte `offset` of the sql at `path` is in the YAML. The n-th
+/// `{{` of the value is the n-th `{{` of the scalar's source text, whatever its style
+/// (plain, quoted, literal `|` or folded `>`), as neither escapes nor folding make or
+/// break a `{{`; so this is exact except for a `{{` written with escapes or split by a
+/// fold, where it falls back to the scalar's start.
+fn template_at(
+    yaml: &str,
+    positions: &Positions,
+    path: &str,
+    sql: &str,
+    offset: usize,
+) -> Option<(usize, usize)> {
+    let nth = sql.get(..offset)?.matches("{{").count();
+    let (line, column) = positions.get(path)?;
+    let span = positions.span(path)?;
+    let source = yaml.get(span)?;
+    let (at, _) = source.match_indices("{{").nth(nth)?;
+    let before = &source[..at];
+    Some(match before.rfind('\n') {
+        None => (line, column + before.chars().count()),
+        Some(nl) => (
+            line + before.matches('\n').count(),
+            before[nl + 1..].chars().count() + 1,
+        ),
+    })
 }
 
 /// How a query reaches another: through a ref in its SQL (byte offset of the `{{`), or its
@@ -715,24 +959,10 @@ fn check_durations(c: &mut Checker<'_>, spec: &DashboardSpec) {
     if let Some(r) = &spec.refresh
         && r.every.0 < MIN_REFRESH
     {
-        c.error(
-            "refresh.every".into(),
-            format!("refreshing every {} is too often: at least 5m", r.every),
-        );
+        c.error("refresh.every".into(), refresh_message(r.every));
     }
-    if let Some(cache) = &spec.cache {
-        if cache.ttl.0 < MIN_CACHE_TTL {
-            c.error(
-                "cache.ttl".into(),
-                "the cache TTL must be at least 1m".into(),
-            );
-        }
-        if cache.ttl.0 > MAX_CACHE_TTL {
-            c.error(
-                "cache.ttl".into(),
-                format!("a cache TTL of {} is too long: at most 30d", cache.ttl),
-            );
-        }
+    if let Some(message) = spec.cache.as_ref().and_then(|c| cache_ttl_message(c.ttl)) {
+        c.error("cache.ttl".into(), message);
     }
 }
 
@@ -777,11 +1007,7 @@ fn check_parameters(c: &mut Checker<'_>, spec: &DashboardSpec) {
                 Err(e) => {
                     c.error(
                         format!("parameters[{i}].default"),
-                        format!(
-                            "the default of `{}` (a {} parameter): {e}",
-                            p.id,
-                            t.as_str()
-                        ),
+                        default_message(&p.id, t.as_str(), &e),
                     );
                     None
                 }
@@ -794,11 +1020,7 @@ fn check_parameters(c: &mut Checker<'_>, spec: &DashboardSpec) {
                 Ok(v) => allowed.push(v),
                 Err(e) => c.error(
                     format!("parameters[{i}].allowed[{k}]"),
-                    format!(
-                        "an allowed value of `{}` (a {} parameter): {e}",
-                        p.id,
-                        t.as_str()
-                    ),
+                    allowed_message(&p.id, t.as_str(), &e),
                 ),
             }
         }
@@ -817,11 +1039,7 @@ fn check_parameters(c: &mut Checker<'_>, spec: &DashboardSpec) {
         if p.required && p.default.is_some() {
             c.error(
                 format!("parameters[{i}].required"),
-                format!(
-                    "`{}` is required yet has a default: a required parameter must be passed \
-                     by the viewer, so drop `default` or `required: true`",
-                    p.id
-                ),
+                required_with_default_message(&p.id),
             );
         }
     }
@@ -1024,14 +1242,7 @@ fn check_tiles(c: &mut Checker<'_>, spec: &DashboardSpec) {
         if p.right() > GRID_COLUMNS {
             c.error(
                 format!("layout[{i}].position"),
-                format!(
-                    "tile `{}` does not fit the {GRID_COLUMNS}-column grid: x {} + w {} = {}, \
-                     more than {GRID_COLUMNS}",
-                    t.id,
-                    p.x,
-                    p.w,
-                    p.right()
-                ),
+                grid_message(&t.id, p.x.into(), p.w.into()),
             );
         }
     }
@@ -1124,5 +1335,16 @@ mod tests {
     #[test]
     fn the_schema_compiles() {
         assert!(SCHEMA.json.is_object());
+    }
+
+    #[test]
+    fn every_soft_rule_names_a_keyword_of_the_schema() {
+        for rule in SOFT_RULES {
+            let pointer = rule.trim_end_matches("/*");
+            assert!(SCHEMA.json.pointer(pointer).is_some(), "{rule}");
+        }
+        assert!(is_soft("/$defs/position/allOf/3/then/properties/w/maximum"));
+        assert!(!is_soft("/$defs/date/type"));
+        assert!(!is_soft("/$defs/duration/pattern"));
     }
 }

@@ -12,7 +12,15 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
-use tower_http::{catch_panic::CatchPanicLayer, cors::CorsLayer};
+use tower_http::{
+    CompressionLevel,
+    catch_panic::CatchPanicLayer,
+    compression::{
+        CompressionLayer, Predicate,
+        predicate::{NotForContentType, SizeAbove},
+    },
+    cors::CorsLayer,
+};
 use utoipa::{
     Modify, OpenApi, ToSchema,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -204,6 +212,19 @@ pub async fn allow_warehouse_time(req: axum::extract::Request, next: middleware:
 /// A path holding a control character, or a query string holding a NUL, once
 /// percent-decoded: no id or slug has one, and no Postgres text column can store a NUL.
 fn refuse_control_characters(req: &axum::extract::Request) -> Option<Response> {
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_len > MAX_URI_BYTES {
+        return Some(
+            ApiError::new(
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                format!(
+                    "the path and query take {uri_len} bytes; at most {MAX_URI_BYTES} are read"
+                ),
+            )
+            .into_response(),
+        );
+    }
     if has_control_character(req.uri().path().as_bytes()) {
         return Some(
             ApiError::invalid_field("path", "must not contain control characters (such as %00)")
@@ -298,6 +319,28 @@ impl Modify for BearerAuth {
 )]
 struct ApiDoc;
 
+/// The routes with what every function serves (health, ready), and the OpenAPI document
+/// describing them, finished by [`crate::openapi::finish`]. `function` names the document
+/// (`bridge` for every function's routes together).
+pub fn assemble<S>(routes: OpenApiRouter<S>, function: &str) -> (Router<S>, serde_json::Value)
+where
+    S: Clone + Send + Sync + 'static,
+    Edge: FromRef<S>,
+{
+    let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .merge(routes)
+        .split_for_parts();
+    api.info.title = if function == "bridge" {
+        "Bridge API".to_owned()
+    } else {
+        format!("Bridge API: the {function} function")
+    };
+    api.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    (router, crate::openapi::finish(&api))
+}
+
 /// Adds what every function serves to its routes and wraps them in the shared layers.
 pub fn build<S>(routes: OpenApiRouter<S>, state: S) -> Router
 where
@@ -305,13 +348,7 @@ where
     Edge: FromRef<S>,
 {
     let edge = Edge::from_ref(&state);
-    let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(health))
-        .routes(routes!(ready))
-        .merge(routes)
-        .split_for_parts();
-    api.info.title = format!("Bridge {} API", edge.function);
-    api.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let (router, api) = assemble(routes, edge.function);
     let document = Arc::new(std::sync::OnceLock::<Vec<u8>>::new());
     let api = Arc::new(api);
     let openapi = move || {
@@ -332,10 +369,32 @@ where
         router = router.layer(cors);
     }
     router
+        .layer(compression())
         .layer(middleware::from_fn_with_state(edge, guard_request))
         .layer(middleware::from_fn(telemetry::correlate))
         .with_state(state)
 }
+
+/// Responses are compressed as `Accept-Encoding` asks (zstd, br, gzip), above a size where
+/// it pays, never an event stream (each event must reach the client as it is written).
+/// Level 4 of each: most of the size gone for little CPU (brotli's own default, 11, costs
+/// milliseconds per response).
+fn compression() -> CompressionLayer<impl Predicate> {
+    CompressionLayer::new()
+        .quality(CompressionLevel::Precise(4))
+        .compress_when(
+            SizeAbove::new(MIN_COMPRESSED_BYTES)
+                .and(NotForContentType::const_new("text/event-stream"))
+                .and(NotForContentType::IMAGES)
+                .and(NotForContentType::GRPC),
+        )
+}
+
+/// Smaller bodies are sent as they are (a compressed frame would save little or nothing).
+const MIN_COMPRESSED_BYTES: u64 = 1024;
+
+/// The longest path and query read (longer ones get 414).
+const MAX_URI_BYTES: usize = 8 * 1024;
 
 fn cors(settings: &Settings) -> Option<CorsLayer> {
     if settings.cors_allowed_origins.is_empty() {
@@ -360,9 +419,15 @@ fn cors(settings: &Settings) -> Option<CorsLayer> {
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 header::IF_MATCH,
+                header::IF_NONE_MATCH,
                 telemetry::CORRELATION_HEADER,
             ])
-            .expose_headers([telemetry::CORRELATION_HEADER, header::ETAG])
+            .expose_headers([
+                telemetry::CORRELATION_HEADER,
+                header::ETAG,
+                header::LOCATION,
+                header::RETRY_AFTER,
+            ])
             .max_age(Duration::from_secs(600)),
     )
 }

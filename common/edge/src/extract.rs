@@ -401,10 +401,12 @@ mod tests {
 #[derive(Debug, Clone)]
 pub struct YamlBody(pub String);
 
-#[derive(serde::Deserialize)]
+/// A dashboard's YAML inside JSON.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct YamlJson {
-    yaml: String,
+pub struct YamlJson {
+    /// The YAML text (at most 1 MiB).
+    pub yaml: String,
 }
 
 impl<S: Send + Sync> FromRequest<S> for YamlBody {

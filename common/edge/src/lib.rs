@@ -10,8 +10,10 @@
 
 pub mod app;
 pub mod auth;
+pub mod conditional;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod pagination;
 pub mod runtime;
 pub mod telemetry;

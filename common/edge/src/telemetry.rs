@@ -101,7 +101,8 @@ pub async fn correlate(req: Request, next: Next) -> Response {
         .instrument(span.clone())
         .await;
     let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Milliseconds to the microsecond: more digits would only be noise.
+    let latency_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
     span.in_scope(|| tracing::info!(status, latency_ms, "request handled"));
     if let Some(value) = header {
         response.headers_mut().insert(CORRELATION_HEADER, value);

@@ -674,6 +674,18 @@ pub struct Dataset {
     pub scan_error: Option<String>,
 }
 
+/// How a table is partitioned (documentation of [`Table::partitioning`]).
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct Partitioning {
+    /// BigQuery: the partitioning column.
+    field: Option<String>,
+    /// Postgres: `RANGE`, `LIST` or `HASH`.
+    r#type: Option<String>,
+    /// Postgres: the partition key.
+    key: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Table {
     pub id: Uuid,
@@ -684,7 +696,7 @@ pub struct Table {
     pub table_type: String,
     pub row_count: Option<i64>,
     pub size_bytes: Option<i64>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Partitioning>)]
     pub partitioning: Option<serde_json::Value>,
     pub clustering: Option<Vec<String>>,
     #[serde(with = "time::serde::rfc3339::option")]

@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
@@ -71,7 +71,7 @@ pub struct Connection {
     pub validated_at: Option<OffsetDateTime>,
     /// Non-secret facts: `project_id`, `client_email` (BigQuery); `host`, `port`,
     /// `database`, `user` (Postgres).
-    #[schema(value_type = Object)]
+    #[schema(value_type = ConnectionDetails)]
     pub details: serde_json::Value,
     pub created_by: Option<Uuid>,
     #[serde(with = "time::serde::rfc3339")]
@@ -80,6 +80,22 @@ pub struct Connection {
     pub updated_at: OffsetDateTime,
     #[serde(skip)]
     pub credentials_key: String,
+}
+
+/// What [`Connection::details`] holds, by warehouse type (documentation).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ConnectionDetails {
+    Bigquery {
+        project_id: String,
+        client_email: String,
+    },
+    Postgres {
+        host: String,
+        port: u16,
+        database: String,
+        user: String,
+    },
 }
 
 pub const CONNECTION_COLUMNS: &str = "c.id, c.team_id, c.name, c.warehouse_type, c.status, c.validation_error, \

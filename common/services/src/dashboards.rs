@@ -112,16 +112,28 @@ impl Dashboards {
     }
 
     /// Validates `yaml` fully and stores it as the next version of the dashboard at `slug`
-    /// (editors); with `expected_version`, only if that is still the current one. The slug
-    /// cannot change.
+    /// (editors); with `expected` (from `If-Match`), only if the current version is one of
+    /// them. YAML identical to the current version's makes no new version: the answer is the
+    /// dashboard as it is. The slug cannot change.
     pub async fn update_from_yaml(
         &self,
         slug: &str,
         user: &CurrentUser,
         yaml: &str,
-        expected_version: Option<i32>,
+        expected: Option<&[i32]>,
     ) -> ApiResult<Dashboard> {
         let (current, _) = self.get(slug, user, Role::Editor).await?;
+        if let Some(expected) = expected
+            && !expected.contains(&current.version)
+        {
+            return Err(ServiceError::VersionMismatch {
+                current: current.version,
+            }
+            .into());
+        }
+        if self.current_sha256(&current).await? == sha256_hex(yaml.as_bytes()) {
+            return Ok(current);
+        }
         let checked = require_valid(self.check(user, yaml, Some(current.team_id)).await?)?;
         if checked.spec.slug != current.slug {
             return Err(ServiceError::InvalidDashboard(vec![base::FieldError::new(
@@ -134,16 +146,59 @@ impl Dashboards {
             .into());
         }
         let dashboard = self
-            .update(
-                &current,
-                user,
-                &DashboardMeta::of(&checked),
-                yaml,
-                expected_version,
+            .update(&current, user, &DashboardMeta::of(&checked), yaml, expected)
+            .await?;
+        if dashboard.version != current.version {
+            tracing::info!(slug = %dashboard.slug, version = dashboard.version, "dashboard updated");
+        }
+        Ok(dashboard)
+    }
+
+    async fn current_sha256(&self, dashboard: &Dashboard) -> ApiResult<String> {
+        let client = self.0.db.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT sha256 FROM dashboard_versions WHERE dashboard_id = $1 AND version = $2",
+                &[&dashboard.id, &dashboard.version],
+            )
+            .await?
+            .ok_or_else(dashboard_not_found)?;
+        Ok(row.get("sha256"))
+    }
+
+    /// A page of the dashboard's versions, newest first (members).
+    pub async fn versions(
+        &self,
+        slug: &str,
+        user: &CurrentUser,
+        page: &Page<i32>,
+    ) -> ApiResult<(Vec<Version>, Option<String>)> {
+        let (dashboard, _) = self.get(slug, user, Role::Viewer).await?;
+        let client = self.0.db.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT v.version, v.created_by, u.email AS author_email, v.created_at, v.size_bytes, v.sha256 \
+                 FROM dashboard_versions v LEFT JOIN users u ON u.id = v.created_by \
+                 WHERE v.dashboard_id = $1 AND ($2::int4 IS NULL OR v.version < $2) \
+                 ORDER BY v.version DESC LIMIT $3",
             )
             .await?;
-        tracing::info!(slug = %dashboard.slug, version = dashboard.version, "dashboard updated");
-        Ok(dashboard)
+        let rows = client
+            .query(&stmt, &[&dashboard.id, &page.after, &page.fetch_limit()])
+            .await?;
+        let mut versions: Vec<Version> = rows
+            .iter()
+            .map(|r| Version {
+                version: r.get("version"),
+                created_by: r.get("created_by"),
+                author_email: r.get("author_email"),
+                created_at: r.get("created_at"),
+                size_bytes: r.get("size_bytes"),
+                sha256: r.get("sha256"),
+            })
+            .collect();
+        let next = page.finish(&mut versions, |v| v.version);
+        Ok((versions, next))
     }
 
     /// The YAML of the dashboard at `slug` (members): the current version, or `version`.
@@ -188,6 +243,21 @@ impl DashboardMeta {
             cache_ttl_secs: i32::try_from(spec.cache_ttl().as_secs()).unwrap_or(i32::MAX),
         }
     }
+}
+
+/// One stored version of a dashboard's YAML.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Version {
+    pub version: i32,
+    /// Who wrote it (null once that user is gone).
+    pub created_by: Option<Uuid>,
+    pub author_email: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Bytes of YAML.
+    pub size_bytes: i32,
+    /// SHA-256 of the YAML, hex.
+    pub sha256: String,
 }
 
 /// What a dashboard's YAML says that Postgres keeps (the rest stays in the YAML).
@@ -395,18 +465,21 @@ impl Dashboards {
 }
 
 impl Dashboards {
-    /// Stores a new version of `current` (the caller checked roles and, if asked, the
-    /// expected version).
+    /// Stores a new version of `current` (the caller checked roles), if the dashboard is
+    /// still at one of `expected` (when given), and unless `yaml` is the current version's
+    /// own text: then nothing is written, and the answer is the dashboard as it is.
     pub async fn update(
         &self,
         current: &Dashboard,
         user: &CurrentUser,
         meta: &DashboardMeta,
         yaml: &str,
-        expected_version: Option<i32>,
+        expected: Option<&[i32]>,
     ) -> ApiResult<Dashboard> {
         let mut client = self.0.db.get().await?;
         let tx = client.transaction().await?;
+        // The lock first, alone: a join in the locking statement would be re-checked against
+        // the row a concurrent writer just committed, and find no version to join.
         let version: i32 = tx
             .query_opt(
                 "SELECT version FROM dashboards WHERE id = $1 FOR UPDATE",
@@ -414,15 +487,21 @@ impl Dashboards {
             )
             .await?
             .ok_or_else(dashboard_not_found)?
-            .get(0);
-        if let Some(expected) = expected_version
-            && expected != version
+            .get("version");
+        if let Some(expected) = expected
+            && !expected.contains(&version)
         {
-            return Err(ServiceError::VersionMismatch {
-                current: version,
-                expected,
-            }
-            .into());
+            return Err(ServiceError::VersionMismatch { current: version }.into());
+        }
+        let sha256: String = tx
+            .query_one(
+                "SELECT sha256 FROM dashboard_versions WHERE dashboard_id = $1 AND version = $2",
+                &[&current.id, &version],
+            )
+            .await?
+            .get("sha256");
+        if sha256 == sha256_hex(yaml.as_bytes()) {
+            return reload(&tx, current.id).await;
         }
         let next = version + 1;
         let key = yaml_key(current.id, next);

@@ -41,9 +41,11 @@ pub enum ServiceError {
     /// A dashboard that does not validate, with every problem (path and message).
     #[error("{} problems in the dashboard", .0.len())]
     InvalidDashboard(Vec<base::FieldError>),
-    /// `If-Match` named another version than the current one.
-    #[error("the dashboard is at version {current}, not {expected}; read it again before writing")]
-    VersionMismatch { current: i32, expected: i32 },
+    /// `If-Match` named no version that is current.
+    #[error(
+        "the dashboard is at version {current}, which If-Match does not name; read it again before writing"
+    )]
+    VersionMismatch { current: i32 },
     /// The stored credentials do not decrypt (tampered, or sealed for another object).
     #[error(
         "the stored credentials cannot be decrypted; delete the connection and create it again"
@@ -239,10 +241,7 @@ impl ServiceError {
             Self::NotFound(what) => Self::NotFound(what.clone()),
             Self::Conflict(clash) => Self::Conflict(clash.clone()),
             Self::InvalidDashboard(errors) => Self::InvalidDashboard(errors.clone()),
-            Self::VersionMismatch { current, expected } => Self::VersionMismatch {
-                current: *current,
-                expected: *expected,
-            },
+            Self::VersionMismatch { current } => Self::VersionMismatch { current: *current },
             Self::CredentialsUnreadable => Self::CredentialsUnreadable,
             Self::CredentialsMissing => Self::CredentialsMissing,
             Self::Unavailable(source) => Self::Unavailable(source.clone()),

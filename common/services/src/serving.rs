@@ -341,9 +341,23 @@ pub fn bind_parameters(
                 .iter()
                 .any(|a| p.r#type.from_json(a).ok().as_ref() == Some(&v));
             if !ok {
+                // Listed as the YAML writes them, at most 20 (the YAML bounds them anyway).
+                let shown: Vec<String> = allowed
+                    .iter()
+                    .take(20)
+                    .map(|a| match a {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                let more = if allowed.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                };
                 return Err(ApiError::invalid_field(
                     name.clone(),
-                    "is not one of the allowed values",
+                    format!("must be one of: {}{more}", shown.join(", ")),
                 ));
             }
         }
@@ -378,26 +392,81 @@ pub enum Outcome {
     Served {
         result: Arc<CachedResult>,
         cache_hit: bool,
+        /// The result's cache key (it covers everything that makes the result).
+        key: String,
     },
     Failed(Arc<ServiceError>),
 }
 
-#[derive(Serialize)]
-struct Metadata {
-    row_count: usize,
-    truncated: bool,
-    bytes_scanned: Option<u64>,
-    duration_ms: u64,
-    cache_hit: bool,
+/// How a query's result was made.
+#[derive(Serialize, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    pub row_count: usize,
+    /// Rows past the row cap were dropped.
+    pub truncated: bool,
+    /// What the warehouse read (billed, on BigQuery), when it says.
+    pub bytes_scanned: Option<u64>,
+    /// How long the warehouse took, when the result was made.
+    pub duration_ms: u64,
+    /// Served from Bridge's cache (no warehouse query ran for this request).
+    pub cache_hit: bool,
     #[serde(with = "time::serde::rfc3339")]
-    cached_at: OffsetDateTime,
+    pub cached_at: OffsetDateTime,
+}
+
+// What the data routes answer, for the OpenAPI document; the bytes are written by
+// `Outcome::write_json` and `render_dashboard` (a test checks they agree).
+
+/// One query's data: its columns, its rows (values in column order; decimals as strings
+/// holding every digit), and how it was made.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryData {
+    pub columns: Vec<platform::warehouse::Column>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+    pub metadata: Metadata,
+}
+
+/// Why one query has no data (the others still answer).
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryFailed {
+    pub error: QueryError,
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryError {
+    /// A stable code, e.g. `result_too_large`, `response_too_large`, `parameter_required`.
+    pub code: String,
+    pub message: String,
+}
+
+/// A query's answer inside a dashboard's data.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum QueryAnswer {
+    Data(QueryData),
+    Failed(QueryFailed),
+}
+
+/// Every query of a dashboard's current version, by query id.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardData {
+    pub dashboard_slug: String,
+    pub version: i32,
+    pub queries: HashMap<String, QueryAnswer>,
 }
 
 impl Outcome {
     /// The query's object in a response.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         match self {
-            Outcome::Served { result, cache_hit } => {
+            Outcome::Served {
+                result, cache_hit, ..
+            } => {
                 out.push(b'{');
                 out.extend_from_slice(&result.body);
                 out.extend_from_slice(b",\"metadata\":");
@@ -421,6 +490,46 @@ impl Outcome {
                 );
             }
         }
+    }
+}
+
+/// What a data response's HTTP caching headers say: its `ETag` (a digest of the results'
+/// identities: their cache keys, which cover everything that makes them, and when each was
+/// made; or a failure's code) and how long it stays fresh (the soonest expiry among its
+/// results; 0 when a query failed, so that a retry is not kept from the warehouse).
+pub struct Validators {
+    pub etag: String,
+    pub max_age_secs: u64,
+}
+
+pub fn validators(dashboard: &Dashboard, outcomes: &[(String, Outcome)]) -> Validators {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(dashboard.id.as_bytes());
+    ctx.update(&dashboard.version.to_le_bytes());
+    let now = OffsetDateTime::now_utc();
+    let mut max_age = u64::MAX;
+    for (id, outcome) in outcomes {
+        ctx.update(&(id.len() as u64).to_le_bytes());
+        ctx.update(id.as_bytes());
+        match outcome {
+            Outcome::Served { result, key, .. } => {
+                ctx.update(b"s");
+                ctx.update(&(key.len() as u64).to_le_bytes());
+                ctx.update(key.as_bytes());
+                ctx.update(&result.cached_at.unix_timestamp_nanos().to_le_bytes());
+                let left = (result.expires_at - now).whole_seconds();
+                max_age = max_age.min(u64::try_from(left).unwrap_or(0));
+            }
+            Outcome::Failed(error) => {
+                ctx.update(b"f");
+                ctx.update(error.code().as_bytes());
+                max_age = 0;
+            }
+        }
+    }
+    Validators {
+        etag: base::crypto::hex(&ctx.finish().as_ref()[..16]),
+        max_age_secs: if max_age == u64::MAX { 0 } else { max_age },
     }
 }
 
@@ -488,6 +597,16 @@ impl Serving {
     }
 }
 
+/// One query to answer from L2 or the warehouse: its bound values, limits and cache key;
+/// `fresh` skips L2 (a forced precompute).
+struct Ask<'a> {
+    query: &'a CompiledQuery,
+    params: &'a [Param],
+    limits: &'a Limits,
+    key: &'a str,
+    fresh: bool,
+}
+
 /// The result stored in the cache bucket: the body and what metadata needs.
 #[derive(Serialize, serde::Deserialize)]
 struct StoredResult {
@@ -508,23 +627,31 @@ impl Serving {
         &self,
         dashboard: &Dashboard,
         plan: &Plan,
-        query: &CompiledQuery,
-        params: &[Param],
-        limits: &Limits,
-        key: &str,
+        ask: Ask<'_>,
     ) -> ServiceResult<(Arc<CachedResult>, bool)> {
+        let Ask {
+            query,
+            params,
+            limits,
+            key,
+            fresh,
+        } = ask;
         let internal = |e: &dyn std::fmt::Display| {
             tracing::error!(error = %e, key, "serving a query");
             ServiceError::internal(anyhow::anyhow!("serving a query failed"))
         };
         let client = self.0.db.get().await.map_err(|e| internal(&e))?;
-        let indexed = client
-        .query_opt(
-            "SELECT blob_key FROM query_cache WHERE cache_key = $1 AND dashboard_id = $2 AND expires_at > now()",
-            &[&key, &dashboard.id],
-        )
-        .await
-        .map_err(|e| internal(&e))?;
+        let indexed = if fresh {
+            None
+        } else {
+            client
+                .query_opt(
+                    "SELECT blob_key FROM query_cache WHERE cache_key = $1 AND dashboard_id = $2 AND expires_at > now()",
+                    &[&key, &dashboard.id],
+                )
+                .await
+                .map_err(|e| internal(&e))?
+        };
         if let Some(row) = indexed {
             let blob_key: String = row.get(0);
             if let Ok(blob) = self.0.cache.get(&blob_key).await
@@ -661,6 +788,7 @@ impl Serving {
         plan: Arc<Plan>,
         index: usize,
         values: Arc<HashMap<String, ParamValue>>,
+        fresh: bool,
     ) -> (usize, Outcome, bool) {
         let query = &plan.queries[index];
         let mut params = Vec::with_capacity(query.params.len());
@@ -679,6 +807,38 @@ impl Serving {
         }
         let limits = self.limits(&dashboard);
         let key = cache_key(&dashboard, &plan.identities[index], &params, &limits);
+        if fresh {
+            // Forced: the warehouse runs whatever the caches hold, and its result replaces it.
+            return match self
+                .load_or_run(
+                    &dashboard,
+                    &plan,
+                    Ask {
+                        query,
+                        params: &params,
+                        limits: &limits,
+                        key: &key,
+                        fresh: true,
+                    },
+                )
+                .await
+            {
+                Ok((result, _)) => {
+                    self.0
+                        .caches
+                        .results
+                        .insert(key.clone(), result.clone())
+                        .await;
+                    let outcome = Outcome::Served {
+                        result,
+                        cache_hit: false,
+                        key,
+                    };
+                    (index, outcome, true)
+                }
+                Err(e) => (index, Outcome::Failed(Arc::new(e)), false),
+            };
+        }
         if let Some(result) = self.0.caches.results.get(&key).await {
             self.count_hit(&key);
             return (
@@ -686,6 +846,7 @@ impl Serving {
                 Outcome::Served {
                     result,
                     cache_hit: true,
+                    key,
                 },
                 false,
             );
@@ -697,7 +858,17 @@ impl Serving {
             .results
             .try_get_with(key.clone(), async {
                 let (result, executed) = self
-                    .load_or_run(&dashboard, &plan, query, &params, &limits, &key)
+                    .load_or_run(
+                        &dashboard,
+                        &plan,
+                        Ask {
+                            query,
+                            params: &params,
+                            limits: &limits,
+                            key: &key,
+                            fresh: false,
+                        },
+                    )
                     .await?;
                 ran.store(executed, std::sync::atomic::Ordering::Relaxed);
                 Ok::<_, ServiceError>(result)
@@ -714,6 +885,7 @@ impl Serving {
                     Outcome::Served {
                         result,
                         cache_hit: !executed,
+                        key,
                     },
                     executed,
                 )
@@ -733,13 +905,26 @@ impl Serving {
         values: HashMap<String, ParamValue>,
         only: Option<usize>,
     ) -> (Vec<(String, Outcome)>, usize) {
+        self.run_with(dashboard, plan, values, only, false).await
+    }
+
+    /// [`run`](Self::run); `fresh`: every query runs on the warehouse, whatever the caches
+    /// hold, and its result replaces theirs.
+    async fn run_with(
+        &self,
+        dashboard: Arc<Dashboard>,
+        plan: Arc<Plan>,
+        values: HashMap<String, ParamValue>,
+        only: Option<usize>,
+        fresh: bool,
+    ) -> (Vec<(String, Outcome)>, usize) {
         let values = Arc::new(values);
         let indices: Vec<usize> = match only {
             Some(i) => vec![i],
             None => (0..plan.queries.len()).collect(),
         };
         let mut running = futures::stream::iter(indices)
-            .map(|i| self.answer(dashboard.clone(), plan.clone(), i, values.clone()))
+            .map(|i| self.answer(dashboard.clone(), plan.clone(), i, values.clone(), fresh))
             .buffer_unordered(QUERY_PARALLELISM);
         let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
         let mut executed = 0;
@@ -820,12 +1005,18 @@ pub struct PrecomputeReport {
 
 impl Serving {
     /// Fills the cache for the dashboard's current version with default parameter values.
-    pub async fn precompute(&self, dashboard: Dashboard) -> ApiResult<PrecomputeReport> {
+    pub async fn precompute(
+        &self,
+        dashboard: Dashboard,
+        force: bool,
+    ) -> ApiResult<PrecomputeReport> {
         let started = Instant::now();
         let plan = self.plan(&dashboard).await?;
         let values = bind_parameters(&plan.spec, &[]).unwrap_or_default();
         let dashboard = Arc::new(dashboard);
-        let (outcomes, executed) = self.run(dashboard.clone(), plan, values, None).await;
+        let (outcomes, executed) = self
+            .run_with(dashboard.clone(), plan, values, None, force)
+            .await;
         let mut hits = 0;
         let mut errors = Vec::new();
         for (id, o) in &outcomes {
@@ -874,11 +1065,13 @@ pub struct WarmReport {
 impl Serving {
     async fn warm_one(&self, dashboard: Dashboard) -> Result<PrecomputeReport, QueryFailure> {
         let slug = dashboard.slug.clone();
-        self.precompute(dashboard).await.map_err(|e| QueryFailure {
-            query: slug,
-            code: e.code.to_owned(),
-            message: e.detail.to_string(),
-        })
+        self.precompute(dashboard, false)
+            .await
+            .map_err(|e| QueryFailure {
+                query: slug,
+                code: e.code.to_owned(),
+                message: e.detail.to_string(),
+            })
     }
 }
 
@@ -933,5 +1126,99 @@ impl Serving {
             expired_removed: expired.len(),
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn dashboard() -> Dashboard {
+        let now = OffsetDateTime::now_utc();
+        Dashboard {
+            id: Uuid::now_v7(),
+            team_id: Uuid::now_v7(),
+            connection_id: Uuid::now_v7(),
+            slug: "revenue".into(),
+            title: "Revenue".into(),
+            description: None,
+            view_type: "analytical".into(),
+            owner_user_id: None,
+            version: 3,
+            refresh_every_secs: None,
+            cache_ttl_secs: 60,
+            last_precomputed_at: None,
+            created_at: now,
+            updated_at: now,
+            yaml_url: String::new(),
+            yaml_key: String::new(),
+            max_bytes_billed: 1,
+            max_result_bytes: None,
+        }
+    }
+
+    fn served(rows: &str) -> Outcome {
+        let now = OffsetDateTime::now_utc();
+        Outcome::Served {
+            result: Arc::new(CachedResult {
+                dashboard_id: Uuid::nil(),
+                body: Bytes::from(format!(
+                    r#""columns":[{{"name":"day","type":"date"}},{{"name":"n","type":"numeric"}}],"rows":{rows}"#
+                )),
+                row_count: 1,
+                truncated: false,
+                bytes_scanned: None,
+                duration_ms: 4,
+                cached_at: now,
+                expires_at: now + time::Duration::seconds(60),
+            }),
+            cache_hit: true,
+            key: format!("dash:revenue:q:{rows}:v:3"),
+        }
+    }
+
+    /// The OpenAPI document's schemas of the data routes describe the bytes they send: the
+    /// documentation types (which refuse unknown fields) read what `render_dashboard` and
+    /// `write_json` write.
+    #[test]
+    fn the_documented_data_shapes_read_what_is_served() {
+        let d = dashboard();
+        let outcomes = vec![
+            ("daily".to_owned(), served(r#"[["2025-01-01","12.50"]]"#)),
+            (
+                "broken".to_owned(),
+                Outcome::Failed(Arc::new(ServiceError::ParameterRequired("region".into()))),
+            ),
+        ];
+        let body = render_dashboard(&d, &outcomes, 1 << 20);
+        let parsed: DashboardData = serde_json::from_slice(&body).expect("DashboardData");
+        assert_eq!(parsed.version, 3);
+        assert!(matches!(parsed.queries["daily"], QueryAnswer::Data(_)));
+        let QueryAnswer::Failed(failed) = &parsed.queries["broken"] else {
+            panic!("a failure reads as one");
+        };
+        assert_eq!(failed.error.code, "parameter_required");
+        let mut one = Vec::new();
+        outcomes[0].1.write_json(&mut one);
+        let q: QueryData = serde_json::from_slice(&one).expect("QueryData");
+        assert_eq!(q.columns[1].data_type, "numeric");
+        assert!(q.metadata.cache_hit);
+    }
+
+    #[test]
+    fn the_etag_follows_the_results_and_max_age_the_soonest_expiry() {
+        let d = dashboard();
+        let a = vec![("daily".to_owned(), served("[[1]]"))];
+        let b = vec![("daily".to_owned(), served("[[2]]"))];
+        let (va, vb) = (validators(&d, &a), validators(&d, &b));
+        assert_ne!(va.etag, vb.etag);
+        assert_eq!(va.etag.len(), 32);
+        assert!((58..=60).contains(&va.max_age_secs), "{}", va.max_age_secs);
+        let failed = vec![(
+            "daily".to_owned(),
+            Outcome::Failed(Arc::new(ServiceError::ParameterRequired("x".into()))),
+        )];
+        assert_eq!(validators(&d, &failed).max_age_secs, 0);
     }
 }

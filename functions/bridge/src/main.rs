@@ -53,6 +53,8 @@ enum Command {
     /// Warm every dashboard whose `refresh` cadence is due (what the schedulers trigger in
     /// the cloud), and remove expired cached results.
     Precompute,
+    /// Print the OpenAPI document of every route (what `GET /openapi.json` serves).
+    Openapi,
     /// Print a development token (AUTH_MODE=dev).
     Token {
         /// Whose token: the email claim (and the user Bridge creates on first sight).
@@ -78,6 +80,16 @@ fn all_routes() -> OpenApiRouter<AppState> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Openapi) {
+        // Its output is the document: no settings needed, no log lines on stdout.
+        return match openapi() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bridge: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => {
@@ -97,6 +109,7 @@ async fn main() -> ExitCode {
         Command::Token { email, hours } => token(&settings, &email, hours),
         Command::DemoWarehouse { database } => demo_warehouse(settings, &database).await,
         Command::Precompute => precompute(settings).await,
+        Command::Openapi => openapi(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -105,6 +118,12 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn openapi() -> anyhow::Result<()> {
+    let (_, api) = app::assemble(all_routes(), "bridge");
+    println!("{}", serde_json::to_string_pretty(&api)?);
+    Ok(())
 }
 
 /// Settings with a database: `DATABASE_URL`, or the local throwaway cluster.

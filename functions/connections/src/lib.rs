@@ -134,6 +134,7 @@ async fn validate_connection(
         (status = 204, description = "Deleted"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "Dashboards still use it"),
 ))]
 async fn delete_connection(
     State(connections): State<Connections>,

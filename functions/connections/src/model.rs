@@ -16,15 +16,52 @@ use zeroize::Zeroizing;
 #[serde(deny_unknown_fields)]
 pub struct CreateConnection {
     /// 1 to 100 characters, unique in the team.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     pub warehouse_type: Dialect,
     /// BigQuery: the service-account key file's JSON object. Postgres: `{"url": "postgres://…"}`.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Credentials>)]
     pub credentials: Option<Value>,
     /// BigQuery only, instead of `credentials`: the key file, base64-encoded.
     #[serde(default)]
     pub credentials_base64: Option<String>,
+}
+
+/// A connection's credentials, by warehouse type (documentation of what
+/// [`CreateConnection::credentials`] accepts; the checks are in this module).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Credentials {
+    Bigquery(ServiceAccountKey),
+    Postgres(PostgresUrl),
+}
+
+/// A Google Cloud service-account key file, as downloaded (its other fields are kept).
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ServiceAccountKey {
+    /// Always `service_account`.
+    #[schema(pattern = "^service_account$")]
+    r#type: String,
+    project_id: String,
+    client_email: String,
+    /// An RSA private key in PEM (PKCS#8) form.
+    private_key: String,
+    private_key_id: Option<String>,
+}
+
+/// A Postgres warehouse: a `postgres://` URL, and the CA that signs its server's certificate
+/// when that is not a public one.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct PostgresUrl {
+    /// `postgres://user:password@host:port/database?sslmode=verify-full`.
+    #[schema(pattern = "^postgres(ql)?://")]
+    url: String,
+    /// PEM text of the CA certificate(s).
+    ca_cert: Option<String>,
 }
 
 impl std::fmt::Debug for CreateConnection {

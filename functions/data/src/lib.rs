@@ -2,17 +2,21 @@
 //! one of them, with parameters from the query string; answered from cache when possible.
 //! See `services::serving`.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     extract::{Request, State},
-    http::header,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use base::domain::Role;
 use edge::Edge;
-use edge::{ApiError, ApiResult, CurrentUser, error::Problem, extract::Path};
-use services::{AppState, serving, serving::Outcome, serving::Serving};
+use edge::{ApiError, ApiResult, CurrentUser, conditional, error::Problem, extract::Path};
+use services::{
+    AppState, serving, serving::DashboardData, serving::Outcome, serving::QueryData,
+    serving::Serving,
+};
+use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -22,14 +26,48 @@ pub fn router() -> OpenApiRouter<AppState> {
         .route_layer(axum::middleware::from_fn(edge::app::allow_warehouse_time))
 }
 
+/// The dashboard's parameters, as the query string (documentation: the names and types are
+/// the dashboard's own `parameters`, so the document cannot list them).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct DashboardParameters {
+    /// Each of the dashboard's `parameters` by name, e.g. `?region=EMEA&since=2025-01-01`;
+    /// unknown names and ill-typed values are refused (400) naming the parameter.
+    #[param(style = Form, explode, value_type = Option<HashMap<String, String>>)]
+    parameters: Option<HashMap<String, String>>,
+}
+
 fn query_pairs(req: &Request) -> Vec<(String, String)> {
     form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
         .into_owned()
         .collect()
 }
 
-fn json(body: Vec<u8>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+/// The answer, or 304 when the caller's copy (`If-None-Match`) is current. Private: it
+/// depends on who asks. Fresh for as long as its soonest-expiring result.
+fn answer(
+    headers: &HeaderMap,
+    validators: &serving::Validators,
+    body: impl FnOnce() -> Vec<u8>,
+) -> Response {
+    let cache_control =
+        HeaderValue::from_str(&format!("private, max-age={}", validators.max_age_secs))
+            .unwrap_or(HeaderValue::from_static("private, no-cache"));
+    let caching = [
+        (header::ETAG, conditional::etag(&validators.etag)),
+        (header::CACHE_CONTROL, cache_control),
+        (header::VARY, HeaderValue::from_static("Authorization")),
+    ];
+    if conditional::none_match(headers, &validators.etag) {
+        return (StatusCode::NOT_MODIFIED, caching).into_response();
+    }
+    (
+        caching,
+        [(header::CONTENT_TYPE, "application/json")],
+        body(),
+    )
+        .into_response()
 }
 
 /// The data of every query of the dashboard's current version (members). Parameters come as
@@ -38,9 +76,11 @@ fn json(body: Vec<u8>) -> Response {
 /// `response_too_large` past the response budget). Values are JSON in column order;
 /// decimals (`NUMERIC`, `BIGNUMERIC`, Postgres `numeric`) are strings holding every digit.
 #[utoipa::path(get, path = "/v1/dashboards/{slug}/data", tag = "data",
-    params(("slug" = String, Path)),
+    params(("slug" = String, Path), DashboardParameters, ("If-None-Match" = Option<String>, Header, description = "ETags the caller holds: 304 when one is current")),
     responses(
-        (status = 200, description = "`{dashboard_slug, version, queries: {<id>: {columns, rows, metadata} | {error}}}`", content_type = "application/json"),
+        (status = 200, body = DashboardData, description = "Every query's data, or its error",
+            headers(("ETag" = String, description = "The results' identity"), ("Cache-Control" = String, description = "`private, max-age=` the soonest expiry"))),
+        (status = 304, description = "Not modified: the `If-None-Match` copy is current"),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Unknown or ill-typed parameter"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
@@ -56,18 +96,19 @@ async fn dashboard_data(
     let values = serving::bind_parameters(&plan.spec, &query_pairs(&req))?;
     let dashboard = Arc::new(dashboard);
     let (outcomes, _) = serving.run(dashboard.clone(), plan, values, None).await;
-    Ok(json(serving::render_dashboard(
-        &dashboard,
-        &outcomes,
-        edge.settings.max_response_bytes,
-    )))
+    let validators = serving::validators(&dashboard, &outcomes);
+    Ok(answer(req.headers(), &validators, || {
+        serving::render_dashboard(&dashboard, &outcomes, edge.settings.max_response_bytes)
+    }))
 }
 
 /// One query's data (members): `{columns, rows, metadata}`, or a problem if it fails.
 #[utoipa::path(get, path = "/v1/dashboards/{slug}/query/{query_id}/data", tag = "data",
-    params(("slug" = String, Path), ("query_id" = String, Path)),
+    params(("slug" = String, Path), ("query_id" = String, Path), DashboardParameters, ("If-None-Match" = Option<String>, Header, description = "ETags the caller holds: 304 when one is current")),
     responses(
-        (status = 200, description = "`{columns, rows, metadata}`", content_type = "application/json"),
+        (status = 200, body = QueryData, description = "The query's data",
+            headers(("ETag" = String, description = "The result's identity"), ("Cache-Control" = String, description = "`private, max-age=` its expiry"))),
+        (status = 304, description = "Not modified: the `If-None-Match` copy is current"),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "The warehouse refused the query"),
@@ -92,20 +133,22 @@ async fn query_data(
             )
         })?;
     let values = serving::bind_parameters(&plan.spec, &query_pairs(&req))?;
+    let dashboard = Arc::new(dashboard);
     let (outcomes, _) = serving
-        .run(Arc::new(dashboard), plan, values, Some(index))
+        .run(dashboard.clone(), plan, values, Some(index))
         .await;
+    let validators = serving::validators(&dashboard, &outcomes);
     let Some((_, outcome)) = outcomes.into_iter().next() else {
         return Err(ApiError::internal(anyhow::anyhow!(
             "a query ran without an outcome"
         )));
     };
     match &outcome {
-        Outcome::Served { .. } => {
+        Outcome::Served { .. } => Ok(answer(req.headers(), &validators, || {
             let mut body = Vec::new();
             outcome.write_json(&mut body);
-            Ok(json(body))
-        }
+            body
+        })),
         Outcome::Failed(error) => Err(services::ServiceError::from_shared(error.clone()).into()),
     }
 }

@@ -13,13 +13,13 @@ use axum::{
 use base::domain::Role;
 use dashboard::spec::SCHEMA_JSON;
 use edge::{
-    ApiError, ApiResult, CurrentUser, error::Problem, extract::Json, extract::Path, extract::Query,
-    extract::YamlBody, pagination::PageQuery,
+    ApiError, ApiResult, CurrentUser, conditional, error::Problem, extract::Json, extract::Path,
+    extract::Query, extract::YamlBody, extract::YamlJson, pagination::PageQuery,
 };
 use serde::{Deserialize, Serialize};
 use services::{
     AppState, catalog::Catalog, check::ValidationReport, dashboards::Dashboard,
-    dashboards::Dashboards, serving::Serving,
+    dashboards::Dashboards, dashboards::Version, serving::Serving,
 };
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -35,12 +35,13 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(schema))
         .routes(routes!(get_dashboard, delete_dashboard))
         .routes(routes!(lineage))
+        .routes(routes!(list_versions))
 }
 
 /// The JSON Schema of dashboard YAML v1 (for editors: add
 /// `# yaml-language-server: $schema=<this URL>` as the YAML's first line).
 #[utoipa::path(get, path = "/v1/schemas/dashboard.json", tag = "dashboards", security(()),
-    responses((status = 200, description = "JSON Schema 2020-12", content_type = "application/schema+json")))]
+    responses((status = 200, body = std::collections::HashMap<String, serde_json::Value>, description = "JSON Schema 2020-12", content_type = "application/schema+json")))]
 async fn schema() -> impl IntoResponse {
     (
         [
@@ -54,7 +55,8 @@ async fn schema() -> impl IntoResponse {
 /// Validates a dashboard's YAML without storing it (editor in its connection's team):
 /// every problem at once, each with its path, line and column.
 #[utoipa::path(post, path = "/v1/dashboards/validate", tag = "dashboards",
-    request_body(content = String, description = "`{\"yaml\": \"…\"}` or the YAML as application/yaml"),
+    request_body(description = "The YAML as `application/yaml` (or `text/yaml`), or `{\"yaml\": \"…\"}` as JSON",
+        content((String = "application/yaml"), (YamlJson = "application/json"))),
     responses(
         (status = 200, body = ValidationReport),
         (status = 403, body = Problem, content_type = "application/problem+json"),
@@ -67,10 +69,18 @@ async fn validate(
     Ok(Json(dashboards.check(&user, &yaml, None).await?.report))
 }
 
+/// Metadata and the current YAML are revalidated on every use (their ETag is the version).
+const REVALIDATE: &str = "private, no-cache";
+/// A past version's YAML never changes.
+const IMMUTABLE: &str = "private, max-age=31536000, immutable";
+
 fn with_version(mut response: Response, version: i32) -> Response {
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
-        response.headers_mut().insert(header::ETAG, v);
-    }
+    let headers = response.headers_mut();
+    headers.insert(header::ETAG, conditional::etag(&version.to_string()));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static(REVALIDATE));
+    headers.insert(header::VARY, HeaderValue::from_static("Authorization"));
     response
 }
 
@@ -78,7 +88,8 @@ fn with_version(mut response: Response, version: i32) -> Response {
 /// free across Bridge.
 #[utoipa::path(post, path = "/v1/teams/{team_id}/dashboards", tag = "dashboards",
     params(("team_id" = Uuid, Path)),
-    request_body(content = String, description = "`{\"yaml\": \"…\"}` or the YAML as application/yaml"),
+    request_body(description = "The YAML as `application/yaml` (or `text/yaml`), or `{\"yaml\": \"…\"}` as JSON",
+        content((String = "application/yaml"), (YamlJson = "application/json"))),
     responses(
         (status = 201, body = Dashboard),
         (status = 403, body = Problem, content_type = "application/problem+json"),
@@ -135,18 +146,23 @@ async fn list_dashboards(
 
 /// A dashboard's metadata (members). `ETag` is its version.
 #[utoipa::path(get, path = "/v1/dashboards/{slug}", tag = "dashboards",
-    params(("slug" = String, Path)),
+    params(("slug" = String, Path), ("If-None-Match" = Option<String>, Header, description = "ETags the caller holds: 304 when one is current")),
     responses(
-        (status = 200, body = Dashboard),
+        (status = 200, body = Dashboard, headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 304, description = "Not modified"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn get_dashboard(
     State(dashboards): State<Dashboards>,
     user: CurrentUser,
     Path(slug): Path<String>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let (dashboard, _) = dashboards.get(&slug, &user, Role::Viewer).await?;
     let version = dashboard.version;
+    if conditional::none_match(&headers, &version.to_string()) {
+        return Ok(conditional::not_modified(&version.to_string(), REVALIDATE));
+    }
     Ok(with_version(Json(dashboard).into_response(), version))
 }
 
@@ -160,9 +176,11 @@ pub struct VersionQuery {
 
 /// A dashboard's YAML (members): the current version, or `?version=N`.
 #[utoipa::path(get, path = "/v1/dashboards/{slug}/yaml", tag = "dashboards",
-    params(("slug" = String, Path), VersionQuery),
+    params(("slug" = String, Path), VersionQuery, ("If-None-Match" = Option<String>, Header, description = "ETags the caller holds: 304 when one is current")),
     responses(
-        (status = 200, description = "The YAML", content_type = "application/yaml"),
+        (status = 200, body = String, description = "The YAML", content_type = "application/yaml",
+            headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 304, description = "Not modified"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn get_yaml(
@@ -170,14 +188,36 @@ async fn get_yaml(
     user: CurrentUser,
     Path(slug): Path<String>,
     Query(q): Query<VersionQuery>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     if q.version.is_some_and(|v| v < 1) {
         return Err(ApiError::invalid_field("version", "must be 1 or more"));
     }
+    let cache_control = if q.version.is_some() {
+        IMMUTABLE
+    } else {
+        REVALIDATE
+    };
+    if let Some(v) = q.version
+        && conditional::none_match(&headers, &v.to_string())
+    {
+        // A version's YAML never changes, but the caller must still see the dashboard.
+        dashboards.get(&slug, &user, Role::Viewer).await?;
+        return Ok(conditional::not_modified(&v.to_string(), cache_control));
+    }
     let (version, yaml) = dashboards.yaml_of(&slug, &user, q.version).await?;
+    if conditional::none_match(&headers, &version.to_string()) {
+        return Ok(conditional::not_modified(
+            &version.to_string(),
+            cache_control,
+        ));
+    }
     Ok(with_version(
         (
-            [(header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
+            [
+                (header::CONTENT_TYPE, "application/yaml; charset=utf-8"),
+                (header::CACHE_CONTROL, cache_control),
+            ],
             yaml,
         )
             .into_response(),
@@ -185,26 +225,19 @@ async fn get_yaml(
     ))
 }
 
-/// The version an `If-Match` header names: `"3"`, `W/"3"` or `3`.
-fn if_match(headers: &HeaderMap) -> ApiResult<Option<i32>> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = value.to_str().unwrap_or("").trim();
-    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    text.parse::<i32>().map(Some).map_err(|_| {
-        ApiError::invalid_field(
-            "If-Match",
-            "must be the dashboard's version as its ETag gives it, e.g. \"3\"",
-        )
-    })
+/// The versions an `If-Match` header names (`None`: absent or `*`). Tags that are weak or
+/// not a version match nothing.
+fn if_match(headers: &HeaderMap) -> ApiResult<Option<Vec<i32>>> {
+    Ok(conditional::if_match(headers)?
+        .map(|tags| tags.iter().filter_map(|t| t.parse::<i32>().ok()).collect()))
 }
 
 /// Writes a new version of the dashboard's YAML (editor). With `If-Match`, only if the
 /// dashboard is still at that version (else 412). The slug cannot change.
 #[utoipa::path(put, path = "/v1/dashboards/{slug}/yaml", tag = "dashboards",
-    params(("slug" = String, Path), ("If-Match" = Option<String>, Header, description = "Expected current version")),
-    request_body(content = String, description = "`{\"yaml\": \"…\"}` or the YAML as application/yaml"),
+    params(("slug" = String, Path), ("If-Match" = Option<String>, Header, description = "Write only if the current version is one of these ETags (`\"3\"`, a list, or `*`); strong comparison: a weak `W/\"3\"` matches nothing")),
+    request_body(description = "The YAML as `application/yaml` (or `text/yaml`), or `{\"yaml\": \"…\"}` as JSON",
+        content((String = "application/yaml"), (YamlJson = "application/json"))),
     responses(
         (status = 200, body = Dashboard),
         (status = 403, body = Problem, content_type = "application/problem+json"),
@@ -221,10 +254,38 @@ async fn put_yaml(
 ) -> ApiResult<Response> {
     let expected = if_match(&headers)?;
     let dashboard = dashboards
-        .update_from_yaml(&slug, &user, &yaml, expected)
+        .update_from_yaml(&slug, &user, &yaml, expected.as_deref())
         .await?;
     let version = dashboard.version;
     Ok(with_version(Json(dashboard).into_response(), version))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VersionList {
+    pub versions: Vec<Version>,
+    pub next_cursor: Option<String>,
+}
+
+/// The dashboard's versions, newest first (members): who wrote each, when, its size and
+/// its SHA-256. Read one with `GET …/yaml?version=N`.
+#[utoipa::path(get, path = "/v1/dashboards/{slug}/versions", tag = "dashboards",
+    params(("slug" = String, Path), PageQuery),
+    responses(
+        (status = 200, body = VersionList),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+async fn list_versions(
+    State(dashboards): State<Dashboards>,
+    user: CurrentUser,
+    Path(slug): Path<String>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<VersionList>> {
+    let page = page.parse::<i32>()?;
+    let (versions, next_cursor) = dashboards.versions(&slug, &user, &page).await?;
+    Ok(Json(VersionList {
+        versions,
+        next_cursor,
+    }))
 }
 
 /// Deletes a dashboard, its versions and its cached results (its owner, or an admin).

@@ -39,6 +39,8 @@ async fn every_event_file_runs_through_the_lambda_adapter() {
         .workspace("postgres", json!({ "url": wh.reader_url }))
         .await;
     let yaml = sample_dashboard("revenue-overview", &ws.connection);
+    // A PUT of the current YAML makes no version: put-yaml sends a changed one.
+    let yaml_v2 = yaml.replace("title: Revenue overview", "title: Revenue overview (v2)");
 
     let (_, files) = event_files("generate");
     assert_eq!(
@@ -55,6 +57,7 @@ async fn every_event_file_runs_through_the_lambda_adapter() {
                 ("team_id", &ws.team),
                 ("slug", "revenue-overview"),
                 ("yaml", &yaml),
+                ("yaml_v2", &yaml_v2),
                 ("yaml_raw", &yaml),
             ],
         );

@@ -4,7 +4,9 @@
 
 use axum::{extract::State, http::HeaderMap};
 use base::domain::Role;
-use edge::{ApiError, ApiResult, CurrentUser, error::Problem, extract::Json, extract::Path};
+use edge::{
+    ApiError, ApiResult, CurrentUser, error::Problem, extract::Json, extract::Path, extract::Query,
+};
 use services::{
     AppState, serving::PrecomputeReport, serving::Serving, serving::WarmReport, state::Scheduler,
 };
@@ -17,9 +19,18 @@ pub fn router() -> OpenApiRouter<AppState> {
         .route_layer(axum::middleware::from_fn(edge::app::allow_warehouse_time))
 }
 
-/// Runs the dashboard's queries (default parameters) and fills the cache (admin).
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ForceQuery {
+    /// Run every query on the warehouse even when its result is cached (default false).
+    pub force: Option<bool>,
+}
+
+/// Runs the dashboard's queries (default parameters) and fills the cache (admin); with
+/// `?force=true`, even those whose results are cached.
 #[utoipa::path(post, path = "/v1/dashboards/{slug}/precompute", tag = "precompute",
-    params(("slug" = String, Path)),
+    params(("slug" = String, Path), ForceQuery),
     responses(
         (status = 200, body = PrecomputeReport),
         (status = 403, body = Problem, content_type = "application/problem+json"),
@@ -29,9 +40,12 @@ async fn precompute_dashboard(
     State(serving): State<Serving>,
     user: CurrentUser,
     Path(slug): Path<String>,
+    Query(q): Query<ForceQuery>,
 ) -> ApiResult<Json<PrecomputeReport>> {
     let (dashboard, _) = serving.dashboard(&slug, &user, Role::Admin).await?;
-    let report = serving.precompute(dashboard).await?;
+    let report = serving
+        .precompute(dashboard, q.force.unwrap_or(false))
+        .await?;
     tracing::info!(slug = %slug, executed = report.queries_executed, hits = report.cache_hits, "precomputed");
     Ok(Json(report))
 }

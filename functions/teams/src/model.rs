@@ -65,6 +65,7 @@ impl TeamName {
 #[serde(deny_unknown_fields)]
 pub struct CreateTeam {
     /// 1 to 100 characters. The slug is derived from it.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     #[serde(default)]
     pub settings: Option<TeamSettings>,
@@ -97,8 +98,23 @@ pub struct PatchTeam {
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<SettingsPatch>)]
     pub settings: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A merge patch of a team's settings (documentation of what [`PatchTeam::settings`]
+/// accepts): each key sets that setting, `null` resets it to its default, an absent key
+/// leaves it alone.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct SettingsPatch {
+    /// See `TeamSettings.max_bytes_billed`.
+    #[schema(minimum = 10_485_760, maximum = 100_000_000_000_000u64)]
+    max_bytes_billed: Option<u64>,
+    /// See `TeamSettings.max_result_bytes`.
+    #[schema(minimum = 1024, maximum = 1_073_741_824)]
+    max_result_bytes: Option<usize>,
 }
 
 impl PatchTeam {

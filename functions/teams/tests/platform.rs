@@ -215,6 +215,44 @@ async fn cors_preflights_are_answered_for_allowed_origins_only() {
     );
     let denied = preflight("https://evil.example").await;
     assert_eq!(denied.header("access-control-allow-origin"), None);
+
+    // Browser code can read what Bridge answers in headers: Location, ETag, the correlation
+    // id, Retry-After.
+    let created = app
+        .post("/v1/teams")
+        .bearer(&app.token("cors@example.com"))
+        .header("origin", "https://app.example")
+        .json(&serde_json::json!({ "name": "Cors" }))
+        .send()
+        .await;
+    created.assert_status(201);
+    let exposed = created
+        .header("access-control-expose-headers")
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in ["location", "etag", "x-correlation-id", "retry-after"] {
+        assert!(exposed.contains(name), "{name} in {exposed}");
+    }
+}
+
+#[tokio::test]
+async fn an_overlong_uri_gets_a_414_problem() {
+    let app = TestApp::spawn(teams::router()).await;
+    let long = format!("/v1/teams?cursor={}", "a".repeat(9000));
+    let p = app
+        .get(&long)
+        .bearer(&app.token("long@example.com"))
+        .send()
+        .await
+        .assert_problem(414, "uri_too_long");
+    assert!(p["detail"].as_str().unwrap().contains("8192"), "{p}");
+    // Just under the bound, the route itself answers (here: a cursor it cannot read).
+    let short = format!("/v1/teams?cursor={}", "a".repeat(8000));
+    app.get(&short)
+        .bearer(&app.token("long@example.com"))
+        .send()
+        .await
+        .assert_problem(400, "invalid_parameter");
 }
 
 #[tokio::test]
