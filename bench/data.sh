@@ -8,6 +8,10 @@
 # BRIDGE_BIN names the bridge binary to measure (default: target/release/bridge, built
 # here), so that two builds can be compared side by side.
 #
+# BENCH_ENCODINGS="identity gzip br zstd" (and BENCH_ROUNDS, default 3) instead measures the
+# cached read per Accept-Encoding, interleaved round by round: the bytes on the wire, then
+# requests/s, p99 and the server's CPU per request of each, with their medians.
+#
 # Needs wrk and a Postgres at $BENCH_DATABASE_URL (admin URL; default
 # postgres://postgres@127.0.0.1:5432/postgres). wrk, Bridge and both databases share the
 # machine's cores.
@@ -37,7 +41,8 @@ yaml = open("bench/dashboard-10.yaml").read().replace("00000000-0000-4000-8000-0
 call("POST", f"/v1/teams/{team}/dashboards", yaml, "application/yaml")
 for round in range(3):
     if round:
-        call("PUT", "/v1/dashboards/bench-ten/yaml", yaml, "application/yaml")  # a new version: every key is cold
+        # A new version (its text must differ: an unchanged PUT makes none): every key is cold.
+        call("PUT", "/v1/dashboards/bench-ten/yaml", yaml + f"\n# round {round}\n", "application/yaml")
     t = time.perf_counter()
     d = call("GET", "/v1/dashboards/bench-ten/data")
     wall = (time.perf_counter() - t) * 1000
@@ -46,8 +51,42 @@ for round in range(3):
     print(f"cold read {round + 1}: {wall:.0f} ms for {len(durations)} queries; their own times: sum {sum(durations)} ms, slowest {max(durations)} ms")
 call("GET", "/v1/dashboards/bench-ten/data")
 PY
-echo "cached: wrk -t2 -c$conns -d${secs}s GET /v1/dashboards/bench-ten/data"
 cpu() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
+if [ -n "${BENCH_ENCODINGS:-}" ]; then
+  url="$base/v1/dashboards/bench-ten/data"
+  for enc in $BENCH_ENCODINGS; do
+    bytes=$(curl -s -o /dev/null -w '%{size_download}' -H "Authorization: Bearer $token" -H "Accept-Encoding: $enc" "$url")
+    echo "bytes on the wire, Accept-Encoding: $enc: $bytes"
+  done
+  : > "$dir/rounds.txt"
+  for round in $(seq "${BENCH_ROUNDS:-3}"); do
+    for enc in $BENCH_ENCODINGS; do
+      before=$(cpu)
+      wrk -t2 -c"$conns" -d"${secs}s" --latency -H "Authorization: Bearer $token" \
+        -H "Accept-Encoding: $enc" "$url" > "$dir/wrk.txt"
+      after=$(cpu)
+      rps=$(awk '/Requests\/sec/ { print $2 }' "$dir/wrk.txt")
+      p99=$(awk '$1 == "99%" { print $2 }' "$dir/wrk.txt")
+      n=$(awk '/requests in/ { print $1 }' "$dir/wrk.txt")
+      bad=$(awk '/Non-2xx/ { print $NF }' "$dir/wrk.txt")
+      us=$(awk -v a="$before" -v b="$after" -v n="$n" -v t="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (b - a) / t * 1e6 / n }')
+      echo "round $round $enc: $rps req/s, p99 $p99, $us us CPU/request${bad:+, non-2xx $bad}"
+      echo "$enc $rps $p99 $us" >> "$dir/rounds.txt"
+    done
+  done
+  python3 - "$dir/rounds.txt" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+def ms(v):
+    return float(v[:-2]) if v.endswith("ms") else float(v[:-2]) / 1000 if v.endswith("us") else float(v[:-1]) * 1000
+for enc in dict.fromkeys(r[0] for r in rows):
+    mine = [r for r in rows if r[0] == enc]
+    print(f"median {enc}: {statistics.median(float(r[1]) for r in mine):.0f} req/s, p99 {statistics.median(ms(r[2]) for r in mine):.2f} ms, "
+          f"{statistics.median(float(r[3]) for r in mine):.1f} us CPU/request ({len(mine)} rounds)")
+PY
+  exit 0
+fi
+echo "cached: wrk -t2 -c$conns -d${secs}s GET /v1/dashboards/bench-ten/data"
 cpu_before=$(cpu)
 # BENCH_PERF=<file>: also record the server's profile during the run (perf, software clock).
 [ -z "${BENCH_PERF:-}" ] || perf record -q -F 499 -g -p "$pid" -o "$BENCH_PERF" -- sleep "$secs" 2>/dev/null &
