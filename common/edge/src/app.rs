@@ -320,9 +320,13 @@ impl Modify for BearerAuth {
 struct ApiDoc;
 
 /// The routes with what every function serves (health, ready), and the OpenAPI document
-/// describing them, finished by [`crate::openapi::finish`]. `function` names the document
+/// describing them, as the routes declare it (`crate::openapi::finish` completes it; `build`
+/// does so on the first `GET /openapi.json`, not at start). `function` names the document
 /// (`bridge` for every function's routes together).
-pub fn assemble<S>(routes: OpenApiRouter<S>, function: &str) -> (Router<S>, serde_json::Value)
+pub fn assemble<S>(
+    routes: OpenApiRouter<S>,
+    function: &str,
+) -> (Router<S>, utoipa::openapi::OpenApi)
 where
     S: Clone + Send + Sync + 'static,
     Edge: FromRef<S>,
@@ -338,7 +342,7 @@ where
         format!("Bridge API: the {function} function")
     };
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    (router, crate::openapi::finish(&api))
+    (router, api)
 }
 
 /// Adds what every function serves to its routes and wraps them in the shared layers.
@@ -355,7 +359,9 @@ where
         let document = document.clone();
         let api = api.clone();
         async move {
-            let body = document.get_or_init(|| serde_json::to_vec(&*api).unwrap_or_default());
+            let body = document.get_or_init(|| {
+                serde_json::to_vec(&crate::openapi::finish(&api)).unwrap_or_default()
+            });
             ([(header::CONTENT_TYPE, "application/json")], body.clone())
         }
     };

@@ -87,16 +87,15 @@ pub fn etag(tag: &str) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
 }
 
-/// 304 Not Modified, carrying the tag and the caching headers the 200 would have.
-pub fn not_modified(tag: &str, cache_control: &'static str) -> Response {
+/// 304 Not Modified, carrying the tag and the caching headers the 200 would have (the
+/// answers depend on who asks: `Vary: Authorization`).
+pub fn not_modified(tag: &str, cache_control: HeaderValue) -> Response {
     (
         StatusCode::NOT_MODIFIED,
         [
             (header::ETAG, etag(tag)),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static(cache_control),
-            ),
+            (header::CACHE_CONTROL, cache_control),
+            (header::VARY, HeaderValue::from_static("Authorization")),
         ],
     )
         .into_response()

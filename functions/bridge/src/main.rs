@@ -122,7 +122,10 @@ async fn main() -> ExitCode {
 
 fn openapi() -> anyhow::Result<()> {
     let (_, api) = app::assemble(all_routes(), "bridge");
-    println!("{}", serde_json::to_string_pretty(&api)?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&edge::openapi::finish(&api))?
+    );
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     extract::{Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
 };
 use base::domain::Role;
@@ -54,14 +54,14 @@ fn answer(
     let cache_control =
         HeaderValue::from_str(&format!("private, max-age={}", validators.max_age_secs))
             .unwrap_or(HeaderValue::from_static("private, no-cache"));
+    if conditional::none_match(headers, &validators.etag) {
+        return conditional::not_modified(&validators.etag, cache_control);
+    }
     let caching = [
         (header::ETAG, conditional::etag(&validators.etag)),
         (header::CACHE_CONTROL, cache_control),
         (header::VARY, HeaderValue::from_static("Authorization")),
     ];
-    if conditional::none_match(headers, &validators.etag) {
-        return (StatusCode::NOT_MODIFIED, caching).into_response();
-    }
     (
         caching,
         [(header::CONTENT_TYPE, "application/json")],

@@ -161,7 +161,10 @@ async fn get_dashboard(
     let (dashboard, _) = dashboards.get(&slug, &user, Role::Viewer).await?;
     let version = dashboard.version;
     if conditional::none_match(&headers, &version.to_string()) {
-        return Ok(conditional::not_modified(&version.to_string(), REVALIDATE));
+        return Ok(conditional::not_modified(
+            &version.to_string(),
+            HeaderValue::from_static(REVALIDATE),
+        ));
     }
     Ok(with_version(Json(dashboard).into_response(), version))
 }
@@ -203,13 +206,16 @@ async fn get_yaml(
     {
         // A version's YAML never changes, but the caller must still see the dashboard.
         dashboards.get(&slug, &user, Role::Viewer).await?;
-        return Ok(conditional::not_modified(&v.to_string(), cache_control));
+        return Ok(conditional::not_modified(
+            &v.to_string(),
+            HeaderValue::from_static(cache_control),
+        ));
     }
     let (version, yaml) = dashboards.yaml_of(&slug, &user, q.version).await?;
     if conditional::none_match(&headers, &version.to_string()) {
         return Ok(conditional::not_modified(
             &version.to_string(),
-            cache_control,
+            HeaderValue::from_static(cache_control),
         ));
     }
     Ok(with_version(
