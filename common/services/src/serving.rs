@@ -15,8 +15,9 @@
 //! yields an error for that query only. Results are bounded in bytes: a query whose result
 //! is over the cap answers `result_too_large`, and the whole response stays under a budget
 //! (a buffered Lambda response can carry 6 MB), queries past it answering
-//! `response_too_large`. The in-process caches are bounded in bytes too. Precompute walks
-//! the same path.
+//! `response_too_large`. The in-process caches are bounded in bytes too; among them, the
+//! data responses' bodies as sent (rendered and compressed once, see [`BodyKey`]).
+//! Precompute walks the same path.
 
 use std::{
     collections::HashMap,
@@ -116,11 +117,46 @@ impl moka::Expiry<String, Arc<CachedResult>> for UntilExpiry {
     }
 }
 
-/// The serving caches, one per process: compiled plans and results (L1), and hit counts
-/// waiting to be written.
+/// What makes the bytes of a data response: the dashboard and its version, the results
+/// (the validators' ETag, a digest of their keys and when each was made), the route (the
+/// whole dashboard, or the query named) and the content coding (`identity`, `zstd`, `br`,
+/// `gzip`). Looked up only once the caller may read the dashboard and the validators are
+/// known, so an entry is never served to anyone the live dashboard would not answer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BodyKey {
+    pub dashboard_id: Uuid,
+    pub version: i32,
+    pub etag: String,
+    /// `None`: the whole dashboard; `Some(id)`: that query alone.
+    pub query: Option<String>,
+    /// The coding asked for (the one negotiated from `Accept-Encoding`).
+    pub coding: &'static str,
+}
+
+/// A data response's body as sent, in the coding it is in (`None`: as is; a body too
+/// small to gain from compression is kept as is whatever coding was asked), fresh until
+/// `fresh_for` from when it was stored (the validators' max-age).
+#[derive(Clone)]
+pub struct EncodedBody {
+    pub bytes: Bytes,
+    pub content_encoding: Option<&'static str>,
+    pub fresh_for: Duration,
+}
+
+struct WhileFresh;
+
+impl moka::Expiry<BodyKey, EncodedBody> for WhileFresh {
+    fn expire_after_create(&self, _: &BodyKey, v: &EncodedBody, _: Instant) -> Option<Duration> {
+        Some(v.fresh_for)
+    }
+}
+
+/// The serving caches, one per process: compiled plans, results (L1), encoded response
+/// bodies, and hit counts waiting to be written.
 pub struct Caches {
     plans: moka::future::Cache<(Uuid, i32), Arc<Plan>>,
     results: moka::future::Cache<String, Arc<CachedResult>>,
+    bodies: moka::future::Cache<BodyKey, EncodedBody>,
     hits: Mutex<(HashMap<String, i64>, Instant)>,
 }
 
@@ -128,7 +164,9 @@ pub struct Caches {
 const PLAN_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 impl Caches {
-    /// Caches whose results take at most `result_bytes` bytes in all.
+    /// Caches whose results take at most `result_bytes` bytes in all, and encoded bodies
+    /// half as many (a body is its results spliced together, and a compressed one a
+    /// fraction of that).
     pub fn new(result_bytes: u64) -> Self {
         Self {
             plans: moka::future::Cache::builder()
@@ -145,6 +183,14 @@ impl Caches {
                 .max_capacity(result_bytes)
                 .expire_after(UntilExpiry)
                 .build(),
+            bodies: moka::future::Cache::builder()
+                .weigher(|k: &BodyKey, v: &EncodedBody| {
+                    let key = k.etag.len() + k.query.as_ref().map_or(0, String::len);
+                    u32::try_from(v.bytes.len() + key + 128).unwrap_or(u32::MAX)
+                })
+                .max_capacity(result_bytes / 2)
+                .expire_after(WhileFresh)
+                .build(),
             hits: Mutex::new((HashMap::new(), Instant::now())),
         }
     }
@@ -154,17 +200,33 @@ impl Caches {
 const HIT_FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 impl Caches {
-    /// Drops what this process holds in memory (plans and results); the cache bucket
-    /// still has the results.
+    /// Drops what this process holds in memory (plans, results and bodies); the cache
+    /// bucket still has the results.
     pub fn forget_in_memory(&self) {
         self.plans.invalidate_all();
         self.results.invalidate_all();
+        self.bodies.invalidate_all();
     }
 
-    /// Drops a deleted dashboard's plans and results from this process's memory.
+    /// Drops a deleted dashboard's plans, results and bodies from this process's memory.
     pub async fn forget_dashboard(&self, dashboard_id: Uuid) {
         crate::caches::invalidate_where(&self.plans, |(id, _), _| *id == dashboard_id).await;
         crate::caches::invalidate_where(&self.results, |_, r| r.dashboard_id == dashboard_id).await;
+        crate::caches::invalidate_where(&self.bodies, |k, _| k.dashboard_id == dashboard_id).await;
+    }
+
+    /// The body stored at `key`, else `make`'s, stored for its `fresh_for`; concurrent
+    /// misses on one key make it once. The caller asks only for bodies worth keeping (made
+    /// of successes, fresh for some time), and only once the caller was allowed to read the
+    /// dashboard (see [`BodyKey`]).
+    pub async fn body(&self, key: BodyKey, make: impl Future<Output = EncodedBody>) -> EncodedBody {
+        self.bodies.get_with(key, make).await
+    }
+
+    /// Bytes the encoded-body cache holds now (after pending evictions), and its entries.
+    pub async fn body_bytes(&self) -> (u64, u64) {
+        self.bodies.run_pending_tasks().await;
+        (self.bodies.weighted_size(), self.bodies.entry_count())
     }
 
     /// Bytes the in-process result cache holds now (after pending evictions).

@@ -190,6 +190,71 @@ pub struct Settings {
     pub result_cache_bytes: u64,
     /// Where jobs (catalog scans) run.
     pub jobs: JobSettings,
+    /// Which LLM provider the chat and the dashboard agent use, and how it is reached.
+    pub llm: LlmSettings,
+}
+
+/// `LLM_PROVIDER`: `anthropic`, `openai` (any OpenAI-compatible Chat Completions server:
+/// OpenAI, vLLM, Ollama, llama.cpp) or `builtin` (deterministic, offline, no key). Default:
+/// `anthropic` when `ANTHROPIC_API_KEY` is set, else `openai` when `OPENAI_API_KEY` is set,
+/// else `builtin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlmProviderKind {
+    Anthropic,
+    OpenAi,
+    Builtin,
+}
+
+impl FromStr for LlmProviderKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "anthropic" => Ok(Self::Anthropic),
+            "openai" => Ok(Self::OpenAi),
+            "builtin" => Ok(Self::Builtin),
+            other => Err(format!(
+                "`{other}` is not a provider (anthropic, openai, builtin)"
+            )),
+        }
+    }
+}
+
+/// One provider's endpoint: `{ANTHROPIC,OPENAI}_BASE_URL`, `…_API_KEY` (never logged) and
+/// `…_MODEL`.
+#[derive(Debug, Clone)]
+pub struct LlmEndpoint {
+    pub base_url: String,
+    pub api_key: Option<SecretString>,
+    pub model: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LlmSettings {
+    pub provider: LlmProviderKind,
+    pub anthropic: LlmEndpoint,
+    pub openai: LlmEndpoint,
+    /// `LLM_CONNECT_TIMEOUT_MS` (default 10000): to open the connection.
+    pub connect_timeout: Duration,
+    /// `LLM_FIRST_BYTE_TIMEOUT_MS` (default 60000): from the request to the response head.
+    pub first_byte_timeout: Duration,
+    /// `LLM_IDLE_TIMEOUT_MS` (default 30000): the longest silence between two chunks of a
+    /// stream; past it the stream is an error, not a hang.
+    pub idle_timeout: Duration,
+    /// `LLM_MAX_RETRIES` (default 3): retries of 429, 529, 5xx and connection failures before
+    /// the first byte, with exponential backoff and jitter, honouring `retry-after`.
+    pub max_retries: usize,
+    /// `LLM_RETRY_MAX_DELAY_MS` (default 20000): the longest wait between two attempts,
+    /// including a `retry-after` the provider asks for; a longer ask fails at once.
+    pub retry_max_delay: Duration,
+    /// `LLM_BREAKER_FAILURES` (default 5): consecutive failures that open a provider's circuit.
+    pub breaker_failures: u32,
+    /// `LLM_BREAKER_COOLDOWN_SECS` (default 300): how long an open circuit refuses calls
+    /// before letting one trial call through (half-open).
+    pub breaker_cooldown: Duration,
+    /// `LLM_MAX_TOKENS` (default 4096): the output tokens one model call may produce.
+    pub max_tokens: u32,
+    /// `LLM_PRICES_FILE`: a JSON price table replacing the built-in one.
+    pub prices_file: Option<PathBuf>,
 }
 
 /// `JOBS_RUNNER`: `local` (a task in this process; the default off Lambda) or `lambda` (an
@@ -519,6 +584,7 @@ impl Settings {
                 ));
             }
         };
+        let llm = llm_settings(&get)?;
         Ok(Self {
             environment,
             port,
@@ -540,6 +606,7 @@ impl Settings {
             auth_leeway,
             result_cache_bytes,
             jobs,
+            llm,
         })
     }
 
@@ -547,6 +614,107 @@ impl Settings {
     pub fn database_url(&self) -> Option<&str> {
         self.database_url.as_ref().map(|s| s.expose_secret())
     }
+}
+
+impl LlmSettings {
+    /// What an empty environment gives (the builtin provider, the default timeouts): a base
+    /// for tests and tools to adjust.
+    pub fn defaults() -> Self {
+        #[allow(clippy::expect_used)]
+        llm_settings(&|_| None).expect("the defaults are valid")
+    }
+
+    /// The defaults, aimed at an OpenAI-compatible server (a local model, a test server).
+    pub fn openai_compatible(base_url: &str, model: &str) -> Self {
+        let mut s = Self::defaults();
+        s.provider = LlmProviderKind::OpenAi;
+        s.openai.base_url = base_url.trim_end_matches('/').to_owned();
+        s.openai.model = model.to_owned();
+        s
+    }
+}
+
+fn llm_settings(get: &impl Fn(&str) -> Option<String>) -> Result<LlmSettings, SettingsError> {
+    let endpoint = |prefix: &'static str,
+                    url_var: &'static str,
+                    default_url: &str,
+                    model_var: &'static str,
+                    default_model: &str|
+     -> Result<LlmEndpoint, SettingsError> {
+        let base_url = get(url_var)
+            .map(|v| v.trim().trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| default_url.to_owned());
+        if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+            return Err(err(url_var, "must be an http(s) URL"));
+        }
+        let key_var = if prefix == "ANTHROPIC" {
+            "ANTHROPIC_API_KEY"
+        } else {
+            "OPENAI_API_KEY"
+        };
+        Ok(LlmEndpoint {
+            base_url,
+            api_key: get(key_var).map(|v| SecretString::from(v.trim().to_owned())),
+            model: get(model_var)
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_else(|| default_model.to_owned()),
+        })
+    };
+    let anthropic = endpoint(
+        "ANTHROPIC",
+        "ANTHROPIC_BASE_URL",
+        "https://api.anthropic.com",
+        "ANTHROPIC_MODEL",
+        "claude-sonnet-4-5",
+    )?;
+    let openai = endpoint(
+        "OPENAI",
+        "OPENAI_BASE_URL",
+        "https://api.openai.com/v1",
+        "OPENAI_MODEL",
+        "gpt-4o-mini",
+    )?;
+    let provider = match get("LLM_PROVIDER") {
+        Some(v) => v.trim().parse().map_err(|e| err("LLM_PROVIDER", e))?,
+        None if anthropic.api_key.is_some() => LlmProviderKind::Anthropic,
+        None if openai.api_key.is_some() => LlmProviderKind::OpenAi,
+        None => LlmProviderKind::Builtin,
+    };
+    if provider == LlmProviderKind::Anthropic && anthropic.api_key.is_none() {
+        return Err(err(
+            "ANTHROPIC_API_KEY",
+            "is required with LLM_PROVIDER=anthropic",
+        ));
+    }
+    let ms = |name: &'static str, default: u64| -> Result<Duration, SettingsError> {
+        let v = parse_num(get, name, default)?;
+        if v == 0 {
+            return Err(err(name, "must be at least 1"));
+        }
+        Ok(Duration::from_millis(v))
+    };
+    let breaker_failures = parse_num(get, "LLM_BREAKER_FAILURES", 5u32)?;
+    if breaker_failures == 0 {
+        return Err(err("LLM_BREAKER_FAILURES", "must be at least 1"));
+    }
+    let max_tokens = parse_num(get, "LLM_MAX_TOKENS", 4096u32)?;
+    if !(16..=128_000).contains(&max_tokens) {
+        return Err(err("LLM_MAX_TOKENS", "must be between 16 and 128000"));
+    }
+    Ok(LlmSettings {
+        provider,
+        anthropic,
+        openai,
+        connect_timeout: ms("LLM_CONNECT_TIMEOUT_MS", 10_000)?,
+        first_byte_timeout: ms("LLM_FIRST_BYTE_TIMEOUT_MS", 60_000)?,
+        idle_timeout: ms("LLM_IDLE_TIMEOUT_MS", 30_000)?,
+        max_retries: parse_num(get, "LLM_MAX_RETRIES", 3usize)?.min(10),
+        retry_max_delay: ms("LLM_RETRY_MAX_DELAY_MS", 20_000)?,
+        breaker_failures,
+        breaker_cooldown: Duration::from_secs(parse_num(get, "LLM_BREAKER_COOLDOWN_SECS", 300u64)?),
+        max_tokens,
+        prices_file: get("LLM_PRICES_FILE").map(|v| PathBuf::from(v.trim())),
+    })
 }
 
 fn parse_num<T: FromStr>(
@@ -605,6 +773,38 @@ mod tests {
         assert!(s.database_url.is_none());
         assert!(matches!(s.auth, AuthSettings::Dev { .. }));
         assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn llm_provider_defaults_to_builtin_without_a_key() {
+        let s = settings(&[("BRIDGE_DEV_JWT_SECRET", SECRET)]).expect("settings");
+        assert_eq!(s.llm.provider, LlmProviderKind::Builtin);
+        let s = settings(&[
+            ("BRIDGE_DEV_JWT_SECRET", SECRET),
+            ("ANTHROPIC_API_KEY", "sk-ant-test"),
+        ])
+        .expect("settings");
+        assert_eq!(s.llm.provider, LlmProviderKind::Anthropic);
+        assert!(
+            !format!("{s:?}").contains("sk-ant-test"),
+            "the key is never printed"
+        );
+        let e = settings(&[
+            ("BRIDGE_DEV_JWT_SECRET", SECRET),
+            ("LLM_PROVIDER", "anthropic"),
+        ])
+        .expect_err("a key is needed");
+        assert_eq!(e.variable, "ANTHROPIC_API_KEY");
+        let s = settings(&[
+            ("BRIDGE_DEV_JWT_SECRET", SECRET),
+            ("LLM_PROVIDER", "openai"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:8081/v1/"),
+        ])
+        .expect("a local OpenAI-compatible server needs no key");
+        assert_eq!(s.llm.openai.base_url, "http://127.0.0.1:8081/v1");
+        let e = settings(&[("BRIDGE_DEV_JWT_SECRET", SECRET), ("LLM_PROVIDER", "gpt")])
+            .expect_err("unknown provider");
+        assert_eq!(e.variable, "LLM_PROVIDER");
     }
 
     #[test]

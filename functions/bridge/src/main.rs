@@ -187,6 +187,7 @@ async fn serve(
         if !applied.is_empty() {
             println!("Applied migrations: {}", applied.join(", "));
         }
+        seed_prompts(&state.edge.db).await?;
         let router = app::build(all_routes(), state);
         let listener = tokio::net::TcpListener::bind((host, port))
             .await
@@ -217,11 +218,29 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
         } else {
             println!("Applied migrations: {}", applied.join(", "));
         }
-        Ok(())
+        seed_prompts(&pool).await
     }
     .await;
     stop(pg).await;
     result
+}
+
+/// Seeds the prompt blocks of `prompts/` (embedded at build time) into `prompt_blocks`: a
+/// changed file makes a new version, a removed one is deactivated.
+async fn seed_prompts(pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
+    let done = ai::prompts::seed(pool, &ai::prompts::embedded())
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding prompt blocks: {e}"))?;
+    for (what, names) in [
+        ("new", &done.created),
+        ("updated", &done.updated),
+        ("deactivated", &done.deactivated),
+    ] {
+        if !names.is_empty() {
+            println!("Prompt blocks {what}: {}", names.join(", "));
+        }
+    }
+    Ok(())
 }
 
 fn token(settings: &Settings, email: &str, hours: u64) -> anyhow::Result<()> {

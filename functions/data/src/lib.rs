@@ -2,7 +2,9 @@
 //! one of them, with parameters from the query string; answered from cache when possible.
 //! See `services::serving`.
 
-use std::{collections::HashMap, sync::Arc};
+mod encoded;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use axum::{
     extract::{Request, State},
@@ -13,8 +15,8 @@ use base::domain::Role;
 use edge::Edge;
 use edge::{ApiError, ApiResult, CurrentUser, conditional, error::Problem, extract::Path};
 use services::{
-    AppState, serving, serving::DashboardData, serving::Outcome, serving::QueryData,
-    serving::Serving,
+    AppState, dashboards::Dashboard, serving, serving::BodyKey, serving::DashboardData,
+    serving::Outcome, serving::QueryData, serving::Serving,
 };
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -44,30 +46,86 @@ fn query_pairs(req: &Request) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Whether a response's body may be kept in the encoded-body cache: every query was served
+/// from the cache (a freshly run result says `cache_hit: false`, which the next read would
+/// not) and the results stay fresh for a while (a failure makes max-age 0).
+fn keepable(outcomes: &[(String, Outcome)], validators: &serving::Validators) -> bool {
+    validators.max_age_secs > 0
+        && outcomes.iter().all(|(_, o)| {
+            matches!(
+                o,
+                Outcome::Served {
+                    cache_hit: true,
+                    ..
+                }
+            )
+        })
+}
+
 /// The answer, or 304 when the caller's copy (`If-None-Match`) is current. Private: it
-/// depends on who asks. Fresh for as long as its soonest-expiring result.
-fn answer(
+/// depends on who asks. Fresh for as long as its soonest-expiring result. The body is sent
+/// in the coding `Accept-Encoding` prefers ([`encoded::negotiate`]), compressed here rather
+/// than by the compression layer: a `keep`able body comes from the serving caches' encoded
+/// bodies, made (rendered, compressed) on a miss only. Called once the caller was allowed
+/// to read the dashboard and the validators were computed from the results served now, so
+/// an entry (keyed by the dashboard, version, ETag, route and coding) only ever answers a
+/// reader of the live dashboard with the bytes its results make.
+async fn answer(
+    serving: &Serving,
     headers: &HeaderMap,
+    dashboard: &Dashboard,
+    query: Option<&str>,
     validators: &serving::Validators,
-    body: impl FnOnce() -> Vec<u8>,
+    keep: bool,
+    body: impl FnOnce() -> Vec<u8> + Send,
 ) -> Response {
     let cache_control =
         HeaderValue::from_str(&format!("private, max-age={}", validators.max_age_secs))
             .unwrap_or(HeaderValue::from_static("private, no-cache"));
+    let vary = HeaderValue::from_static("Authorization, Accept-Encoding");
     if conditional::none_match(headers, &validators.etag) {
-        return conditional::not_modified(&validators.etag, cache_control);
+        let mut response = conditional::not_modified(&validators.etag, cache_control);
+        response.headers_mut().insert(header::VARY, vary);
+        return response;
     }
-    let caching = [
-        (header::ETAG, conditional::etag(&validators.etag)),
-        (header::CACHE_CONTROL, cache_control),
-        (header::VARY, HeaderValue::from_static("Authorization")),
-    ];
-    (
-        caching,
-        [(header::CONTENT_TYPE, "application/json")],
-        body(),
+    let coding = encoded::negotiate(headers);
+    let fresh_for = Duration::from_secs(validators.max_age_secs);
+    let encoded = if keep {
+        let key = BodyKey {
+            dashboard_id: dashboard.id,
+            version: dashboard.version,
+            etag: validators.etag.clone(),
+            query: query.map(str::to_owned),
+            coding: coding.token(),
+        };
+        serving
+            .caches()
+            .body(key, async move {
+                encoded::encode(coding, body(), fresh_for).await
+            })
+            .await
+    } else {
+        encoded::encode(coding, body(), fresh_for).await
+    };
+    let mut response = (
+        [
+            (header::ETAG, conditional::etag(&validators.etag)),
+            (header::CACHE_CONTROL, cache_control),
+            (header::VARY, vary),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+        ],
+        encoded.bytes,
     )
-        .into_response()
+        .into_response();
+    if let Some(coding) = encoded.content_encoding {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
+    }
+    response
 }
 
 /// The data of every query of the dashboard's current version (members). Parameters come as
@@ -97,9 +155,18 @@ async fn dashboard_data(
     let dashboard = Arc::new(dashboard);
     let (outcomes, _) = serving.run(dashboard.clone(), plan, values, None).await;
     let validators = serving::validators(&dashboard, &outcomes);
-    Ok(answer(req.headers(), &validators, || {
-        serving::render_dashboard(&dashboard, &outcomes, edge.settings.max_response_bytes)
-    }))
+    let keep = keepable(&outcomes, &validators);
+    let budget = edge.settings.max_response_bytes;
+    Ok(answer(
+        &serving,
+        req.headers(),
+        &dashboard,
+        None,
+        &validators,
+        keep,
+        || serving::render_dashboard(&dashboard, &outcomes, budget),
+    )
+    .await)
 }
 
 /// One query's data (members): `{columns, rows, metadata}`, or a problem if it fails.
@@ -138,17 +205,27 @@ async fn query_data(
         .run(dashboard.clone(), plan, values, Some(index))
         .await;
     let validators = serving::validators(&dashboard, &outcomes);
-    let Some((_, outcome)) = outcomes.into_iter().next() else {
+    let keep = keepable(&outcomes, &validators);
+    let Some((_, outcome)) = outcomes.first() else {
         return Err(ApiError::internal(anyhow::anyhow!(
             "a query ran without an outcome"
         )));
     };
-    match &outcome {
-        Outcome::Served { .. } => Ok(answer(req.headers(), &validators, || {
-            let mut body = Vec::new();
-            outcome.write_json(&mut body);
-            body
-        })),
+    match outcome {
+        Outcome::Served { .. } => Ok(answer(
+            &serving,
+            req.headers(),
+            &dashboard,
+            Some(&query_id),
+            &validators,
+            keep,
+            || {
+                let mut body = Vec::new();
+                outcome.write_json(&mut body);
+                body
+            },
+        )
+        .await),
         Outcome::Failed(error) => Err(services::ServiceError::from_shared(error.clone()).into()),
     }
 }
