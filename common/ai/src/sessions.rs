@@ -73,6 +73,8 @@ pub struct Manifest {
     pub title: Option<String>,
     pub provider: String,
     pub model: String,
+    /// The tools the session may use, by name.
+    pub tools: Vec<String>,
     pub status: Status,
     /// The object the next message goes to.
     pub messages_key: Option<String>,
@@ -97,7 +99,7 @@ pub struct Manifest {
 }
 
 const MANIFEST_COLUMNS: &str = "id, team_id, user_id, connection_id, dashboard_id, purpose, \
-    title, provider, model, status, messages_key, message_count, summary, summary_through, \
+    title, provider, model, tools, status, messages_key, message_count, summary, summary_through, \
     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, total_tokens, \
     total_cost_usd::text AS total_cost_usd, unpriced_calls, created_at, updated_at, last_message_at";
 
@@ -113,6 +115,7 @@ impl Manifest {
             title: r.try_get("title")?,
             provider: r.try_get("provider")?,
             model: r.try_get("model")?,
+            tools: r.try_get("tools")?,
             status: Status::parse(r.try_get::<_, &str>("status")?),
             messages_key: r.try_get("messages_key")?,
             message_count: r.try_get("message_count")?,
@@ -144,6 +147,7 @@ pub struct NewSession {
     pub title: Option<String>,
     pub provider: String,
     pub model: String,
+    pub tools: Vec<String>,
 }
 
 /// One message as stored: its number in the session, when, and the provider-neutral message.
@@ -202,8 +206,8 @@ impl Sessions {
             .query_one(
                 &format!(
                     "INSERT INTO session_manifests (id, team_id, user_id, connection_id, \
-                     dashboard_id, purpose, title, provider, model) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {MANIFEST_COLUMNS}"
+                     dashboard_id, purpose, title, provider, model, tools) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {MANIFEST_COLUMNS}"
                 ),
                 &[
                     &id,
@@ -215,6 +219,7 @@ impl Sessions {
                     &new.title,
                     &new.provider,
                     &new.model,
+                    &new.tools,
                 ],
             )
             .await?;

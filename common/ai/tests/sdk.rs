@@ -151,6 +151,7 @@ fn new_session(w: &World) -> NewSession {
         title: Some("Revenue".into()),
         provider: "builtin".into(),
         model: "builtin".into(),
+        tools: vec!["list_tables".into()],
     }
 }
 

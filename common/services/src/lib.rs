@@ -17,6 +17,8 @@
 
 pub mod caches;
 pub mod catalog;
+pub mod chat;
+pub mod chat_tools;
 pub mod check;
 pub mod connections;
 pub mod dashboards;

@@ -14,6 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
     catalog::Catalog,
+    chat::Chat,
     connections::Connections,
     dashboards::Dashboards,
     jobs::{LambdaInvoker, Runner},
@@ -30,6 +31,8 @@ pub struct Inner {
     pub catalog: Catalog,
     pub dashboards: Dashboards,
     pub serving: Serving,
+    /// Chat sessions and runs (the AI SDK with the catalog tools).
+    pub chat: Chat,
     /// Verifies the scheduler's OIDC tokens, when `SCHEDULER_*` is configured.
     pub scheduler: Option<Scheduler>,
     /// The object stores, for tests and tools that look inside them (the services hold
@@ -66,6 +69,7 @@ from_ref!(
     Catalog => catalog,
     Dashboards => dashboards,
     Serving => serving,
+    Chat => chat,
 );
 
 impl AppState {
@@ -131,11 +135,30 @@ impl AppState {
             caches.clone(),
         );
         let serving = Serving::new(
-            db,
+            db.clone(),
             connections.clone(),
             dashboards.clone(),
             buckets.cache.clone(),
             caches,
+        );
+        let llm_settings = &settings.llm;
+        let provider: llm::DynProvider = match llm_settings.provider {
+            // Without a model, chat still answers about the catalog, through the same tools.
+            settings::LlmProviderKind::Builtin => crate::chat_tools::builtin(),
+            _ => llm::from_settings(llm_settings)
+                .map_err(|e| anyhow::anyhow!("LLM provider: {e}"))?,
+        };
+        let prices = llm::PriceTable::load(llm_settings.prices_file.as_deref())
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let chat = Chat::new(
+            db.clone(),
+            ai::sessions::Sessions::new(db.clone(), buckets.sessions.clone()),
+            ai::calls::ModelCalls::new(db.clone(), Arc::new(prices)),
+            ai::tool_cache::ToolCache::new(db, buckets.cache.clone()),
+            catalog.clone(),
+            provider,
+            llm_settings.run_limits,
+            llm_settings.max_tokens,
         );
         Ok(Self(Arc::new(Inner {
             edge,
@@ -143,6 +166,7 @@ impl AppState {
             catalog,
             dashboards,
             serving,
+            chat,
             scheduler,
             buckets,
         })))

@@ -255,6 +255,22 @@ pub struct LlmSettings {
     pub max_tokens: u32,
     /// `LLM_PRICES_FILE`: a JSON price table replacing the built-in one.
     pub prices_file: Option<PathBuf>,
+    /// What one chat run may spend before it is stopped.
+    pub run_limits: RunLimits,
+}
+
+/// The bounds of one chat run (an answer to one message, tool loop included): on Lambda,
+/// where a client's disconnect is not signalled, these are what stop a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunLimits {
+    /// `CHAT_MAX_STEPS` (default 20): model calls per run.
+    pub steps: u32,
+    /// `CHAT_MAX_RUN_SECS` (default 300): wall clock.
+    pub wall: Duration,
+    /// `CHAT_MAX_RUN_TOKENS` (default 200000): input and output tokens, all calls together.
+    pub tokens: u64,
+    /// `CHAT_MAX_RUN_USD` (default 1.00): dollars, all calls together.
+    pub usd: f64,
 }
 
 /// `JOBS_RUNNER`: `local` (a task in this process; the default off Lambda) or `lambda` (an
@@ -714,6 +730,21 @@ fn llm_settings(get: &impl Fn(&str) -> Option<String>) -> Result<LlmSettings, Se
         breaker_cooldown: Duration::from_secs(parse_num(get, "LLM_BREAKER_COOLDOWN_SECS", 300u64)?),
         max_tokens,
         prices_file: get("LLM_PRICES_FILE").map(|v| PathBuf::from(v.trim())),
+        run_limits: RunLimits {
+            steps: match parse_num(get, "CHAT_MAX_STEPS", 20u32)? {
+                0 => return Err(err("CHAT_MAX_STEPS", "must be at least 1")),
+                n => n.min(200),
+            },
+            wall: Duration::from_secs(parse_num(get, "CHAT_MAX_RUN_SECS", 300u64)?.clamp(1, 3600)),
+            tokens: parse_num(get, "CHAT_MAX_RUN_TOKENS", 200_000u64)?,
+            usd: {
+                let usd = parse_num(get, "CHAT_MAX_RUN_USD", 1.0f64)?;
+                if !usd.is_finite() || usd < 0.0 {
+                    return Err(err("CHAT_MAX_RUN_USD", "must be a non-negative number"));
+                }
+                usd
+            },
+        },
     })
 }
 

@@ -75,6 +75,7 @@ fn all_routes() -> OpenApiRouter<AppState> {
         .merge(generate::router())
         .merge(data::router())
         .merge(precompute::router())
+        .merge(chat::router())
 }
 
 #[tokio::main]

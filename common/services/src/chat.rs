@@ -1,0 +1,921 @@
+//! Chat: sessions of one user within a team, and runs — one answer to one message, the
+//! model's tool loop included — streamed as events that are kept, so a client that lost its
+//! connection replays them from any process.
+//!
+//! Who may see a session: its owner; and, to oversee what is spent, the team's admins, who
+//! may read, archive and delete it but not speak in it. Anyone else gets 404 (another team's
+//! session, or a colleague's). Starting a session and streaming need the editor role.
+//!
+//! A run: `run` (its id and a replay token), then `token` deltas (the first at once, later
+//! ones coalesced every 50 ms), `tool_call` / `tool_result` pairs, `cost_update` after each
+//! model call, and exactly one terminal event, `complete` or `error` (`code`:
+//! `provider_overloaded`, `rate_limited`, `provider_error`, `budget_exceeded`, `timeout`,
+//! `step_limit`, `cancelled`, `internal`). Every event is written to `chat_run_events`
+//! before it is sent; the terminal one together with the run's status, in one transaction.
+//! A run stops when the client goes away, when `cancel` is asked (checked every second),
+//! or at its limits: steps, wall clock, tokens and dollars per run.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use ai::{
+    calls::{CallRecord, ModelCalls},
+    sessions::{Manifest, NewSession, Sessions, Status},
+    tool_cache::ToolCache,
+    tools::ToolContext,
+};
+use base::domain::Role;
+use deadpool_postgres::Pool;
+use edge::{ApiError, ApiResult, CurrentUser, tenancy};
+use futures::StreamExt;
+use llm::{Content, DynProvider, Event, LlmError, Message, Request, StopReason, Usage};
+use serde::Serialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::catalog::Catalog;
+
+/// One event of a run, as kept and as sent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunEvent {
+    pub seq: i32,
+    pub event: String,
+    pub data: Value,
+}
+
+#[derive(Clone)]
+pub struct Chat(Arc<Inner>);
+
+struct Inner {
+    db: Pool,
+    sessions: Sessions,
+    calls: ModelCalls,
+    tool_cache: ToolCache,
+    catalog: Catalog,
+    provider: DynProvider,
+    limits: settings::RunLimits,
+    max_tokens: u32,
+}
+
+impl std::fmt::Debug for Chat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chat")
+            .field("provider", &self.0.provider.name())
+            .finish()
+    }
+}
+
+/// What `POST /v1/chat/sessions` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NewChat {
+    pub team_id: Uuid,
+    pub connection_id: Option<Uuid>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub tools: Option<Vec<String>>,
+}
+
+/// A started run: its id, the token that opens its replay, and its live events.
+pub struct Started {
+    pub run_id: Uuid,
+    pub events: mpsc::Receiver<RunEvent>,
+}
+
+/// How long a run's replay token opens its events.
+const REPLAY_TOKEN_LIFETIME: time::Duration = time::Duration::hours(24);
+/// Token deltas are coalesced this long (the first is sent at once).
+const COALESCE: Duration = Duration::from_millis(50);
+/// History sent with each model call.
+const HISTORY: usize = 40;
+/// The longest message a user may send.
+pub const MAX_MESSAGE_CHARS: usize = 32_000;
+
+fn ai_error(e: ai::AiError) -> ApiError {
+    match e {
+        ai::AiError::NotFound(what) => ApiError::not_found("not_found", format!("no such {what}")),
+        ai::AiError::Invalid { field, message } => ApiError::invalid_field(field, message),
+        other => ApiError::internal(anyhow::anyhow!("{other}")),
+    }
+}
+
+fn session_not_found() -> ApiError {
+    ApiError::not_found("session_not_found", "no such chat session")
+}
+
+impl Chat {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        db: Pool,
+        sessions: Sessions,
+        calls: ModelCalls,
+        tool_cache: ToolCache,
+        catalog: Catalog,
+        provider: DynProvider,
+        limits: settings::RunLimits,
+        max_tokens: u32,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            db,
+            sessions,
+            calls,
+            tool_cache,
+            catalog,
+            provider,
+            limits,
+            max_tokens,
+        }))
+    }
+
+    pub fn provider(&self) -> &DynProvider {
+        &self.0.provider
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.0.sessions
+    }
+
+    pub fn calls(&self) -> &ModelCalls {
+        &self.0.calls
+    }
+
+    /// Starts a session (editors of the team).
+    pub async fn create(&self, user: &CurrentUser, new: NewChat) -> ApiResult<Manifest> {
+        let client = self.0.db.get().await?;
+        tenancy::require_team_role(&client, new.team_id, user, Role::Editor).await?;
+        if let Some(connection) = new.connection_id {
+            let row = client
+                .query_opt(
+                    "SELECT team_id FROM connections WHERE id = $1",
+                    &[&connection],
+                )
+                .await?;
+            if row.map(|r| r.get::<_, Uuid>(0)) != Some(new.team_id) {
+                return Err(ApiError::invalid_field(
+                    "connection_id",
+                    "no such connection in this team",
+                ));
+            }
+        }
+        let provider = self.0.provider.name();
+        if let Some(p) = &new.provider
+            && p != provider
+        {
+            return Err(ApiError::invalid_field(
+                "provider",
+                format!(
+                    "`{}` is not configured here; this deployment uses `{provider}`",
+                    llm::truncate(p, 40)
+                ),
+            ));
+        }
+        let model = new
+            .model
+            .unwrap_or_else(|| self.0.provider.default_model().to_owned());
+        if model.is_empty() || model.len() > 100 {
+            return Err(ApiError::invalid_field("model", "1 to 100 characters"));
+        }
+        let tools = new.tools.unwrap_or_else(|| {
+            crate::chat_tools::CATALOG_TOOLS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect()
+        });
+        if let Some(t) = tools
+            .iter()
+            .find(|t| !crate::chat_tools::CATALOG_TOOLS.contains(&t.as_str()))
+        {
+            return Err(ApiError::invalid_field(
+                "tools",
+                format!(
+                    "`{}` is not a tool; the tools are {}",
+                    llm::truncate(t, 60),
+                    crate::chat_tools::CATALOG_TOOLS.join(", ")
+                ),
+            ));
+        }
+        self.0
+            .sessions
+            .create(NewSession {
+                team_id: new.team_id,
+                user_id: user.id,
+                connection_id: new.connection_id,
+                dashboard_id: None,
+                purpose: "chat".into(),
+                title: None,
+                provider: provider.to_owned(),
+                model,
+                tools,
+            })
+            .await
+            .map_err(ai_error)
+    }
+
+    /// The session, if the caller may see it: its owner at `needed`, or an admin of its team
+    /// when `admins_too`. Anyone else: 404.
+    pub async fn session(
+        &self,
+        id: Uuid,
+        user: &CurrentUser,
+        needed: Role,
+        admins_too: bool,
+    ) -> ApiResult<Manifest> {
+        let m = match self.0.sessions.get(id).await {
+            Ok(m) => m,
+            Err(ai::AiError::NotFound(_)) => return Err(session_not_found()),
+            Err(e) => return Err(ai_error(e)),
+        };
+        let client = self.0.db.get().await?;
+        let role = tenancy::team_role(&client, m.team_id, user.id).await?;
+        let Some(role) = role else {
+            return Err(session_not_found());
+        };
+        if m.user_id == user.id {
+            tenancy::require(Some(role), needed, session_not_found)?;
+            return Ok(m);
+        }
+        if admins_too && role == Role::Admin {
+            return Ok(m);
+        }
+        Err(session_not_found())
+    }
+
+    /// The caller's sessions, newest first (all their teams, or one).
+    pub async fn list(
+        &self,
+        user: &CurrentUser,
+        team_id: Option<Uuid>,
+        status: Option<Status>,
+        limit: usize,
+        before: Option<Uuid>,
+    ) -> ApiResult<Vec<Manifest>> {
+        let client = self.0.db.get().await?;
+        let teams: Vec<Uuid> = match team_id {
+            Some(t) => {
+                tenancy::require_team_role(&client, t, user, Role::Viewer).await?;
+                vec![t]
+            }
+            None => client
+                .query(
+                    "SELECT team_id FROM team_members WHERE user_id = $1",
+                    &[&user.id],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+        };
+        let mut all = Vec::new();
+        for t in teams {
+            all.extend(
+                self.0
+                    .sessions
+                    .list(t, user.id, status, limit, before)
+                    .await
+                    .map_err(ai_error)?,
+            );
+        }
+        all.sort_by_key(|m| std::cmp::Reverse(m.id));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    pub async fn archive(&self, id: Uuid, user: &CurrentUser) -> ApiResult<Manifest> {
+        self.session(id, user, Role::Viewer, true).await?;
+        self.0
+            .sessions
+            .set_status(id, Status::Archived)
+            .await
+            .map_err(ai_error)?;
+        self.0.sessions.get(id).await.map_err(ai_error)
+    }
+
+    pub async fn delete(&self, id: Uuid, user: &CurrentUser) -> ApiResult<()> {
+        self.session(id, user, Role::Viewer, true).await?;
+        self.0.sessions.delete(id).await.map_err(ai_error)
+    }
+
+    /// Asks a running run to stop; it ends with `error` `cancelled` within a second.
+    pub async fn cancel(
+        &self,
+        session_id: Uuid,
+        run_id: Uuid,
+        user: &CurrentUser,
+    ) -> ApiResult<()> {
+        self.session(session_id, user, Role::Viewer, true).await?;
+        let client = self.0.db.get().await?;
+        let n = client
+            .execute(
+                "UPDATE chat_runs SET cancel_requested = true WHERE id = $1 AND session_id = $2",
+                &[&run_id, &session_id],
+            )
+            .await?;
+        if n == 0 {
+            return Err(ApiError::not_found("run_not_found", "no such run"));
+        }
+        Ok(())
+    }
+
+    /// Starts a run answering `message` (the session's owner, an editor). 409 while another
+    /// run of the session is under way.
+    pub async fn start(
+        &self,
+        session_id: Uuid,
+        user: &CurrentUser,
+        message: String,
+    ) -> ApiResult<Started> {
+        let session = self.session(session_id, user, Role::Editor, false).await?;
+        if session.status != Status::Active {
+            return Err(ApiError::conflict(
+                "session_archived",
+                "the session is archived",
+            ));
+        }
+        let chars = message.chars().count();
+        if message.trim().is_empty() || chars > MAX_MESSAGE_CHARS {
+            return Err(ApiError::invalid_field(
+                "message",
+                format!("1 to {MAX_MESSAGE_CHARS} characters"),
+            ));
+        }
+        let run_id = Uuid::now_v7();
+        let token = base::crypto::random_token(32);
+        let client = self.0.db.get().await?;
+        let inserted = client
+            .execute(
+                "INSERT INTO chat_runs (id, session_id, team_id, user_id, replay_token_hash, replay_expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &run_id,
+                    &session_id,
+                    &session.team_id,
+                    &user.id,
+                    &base::crypto::sha256_hex(token.as_bytes()),
+                    &(OffsetDateTime::now_utc() + REPLAY_TOKEN_LIFETIME),
+                ],
+            )
+            .await;
+        if let Err(e) = inserted {
+            if storage::db::unique_violation(&e).is_some() {
+                return Err(ApiError::conflict(
+                    "run_in_progress",
+                    "this session is answering another message; wait for it, or cancel it",
+                ));
+            }
+            return Err(e.into());
+        }
+        let (tx, rx) = mpsc::channel(256);
+        let run = Run {
+            chat: self.clone(),
+            id: run_id,
+            session,
+            user: user.id,
+            tx,
+            seq: 0,
+            client_gone: false,
+            stop: CancellationToken::new(),
+        };
+        tokio::spawn(run.drive(message, token));
+        Ok(Started { run_id, events: rx })
+    }
+
+    /// Who may replay a run: its session's viewers as [`Chat::session`] says, or anyone
+    /// holding the run's replay token. Returns whether the run has finished.
+    pub async fn authorize_replay(
+        &self,
+        session_id: Uuid,
+        run_id: Uuid,
+        user: Option<&CurrentUser>,
+        token: Option<&str>,
+    ) -> ApiResult<()> {
+        let client = self.0.db.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT replay_token_hash, replay_expires_at > now() FROM chat_runs WHERE id = $1 AND session_id = $2",
+                &[&run_id, &session_id],
+            )
+            .await?
+            .ok_or_else(|| ApiError::not_found("run_not_found", "no such run"))?;
+        if let Some(user) = user {
+            self.session(session_id, user, Role::Viewer, true).await?;
+            return Ok(());
+        }
+        let hash: String = row.get(0);
+        let live: bool = row.get(1);
+        match token {
+            Some(t) if live && base::crypto::sha256_hex(t.as_bytes()) == hash => Ok(()),
+            _ => Err(ApiError::not_found("run_not_found", "no such run")),
+        }
+    }
+
+    /// The run's events after `after`, and whether the run has ended.
+    pub async fn events_after(
+        &self,
+        run_id: Uuid,
+        after: i32,
+        limit: i64,
+    ) -> ApiResult<(Vec<RunEvent>, bool)> {
+        let client = self.0.db.get().await?;
+        let rows = client
+            .query(
+                "SELECT seq, event, data FROM chat_run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                &[&run_id, &after, &limit],
+            )
+            .await?;
+        let status: String = client
+            .query_one("SELECT status FROM chat_runs WHERE id = $1", &[&run_id])
+            .await?
+            .get(0);
+        Ok((
+            rows.iter()
+                .map(|r| RunEvent {
+                    seq: r.get(0),
+                    event: r.get(1),
+                    data: r.get(2),
+                })
+                .collect(),
+            status != "running",
+        ))
+    }
+}
+
+/// One run, driven by a task of its own.
+struct Run {
+    chat: Chat,
+    id: Uuid,
+    session: Manifest,
+    user: Uuid,
+    tx: mpsc::Sender<RunEvent>,
+    seq: i32,
+    client_gone: bool,
+    /// Cancelled when the client goes away or `cancel` is asked (a watcher checks every
+    /// second), or when the run ends.
+    stop: CancellationToken,
+}
+
+/// Why a run ended badly.
+struct Stop {
+    code: &'static str,
+    message: String,
+}
+
+impl Stop {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+fn llm_stop(e: &LlmError) -> Stop {
+    let code = match e {
+        LlmError::Http { status: 429, .. } => "rate_limited",
+        LlmError::Http { status: 529, .. } | LlmError::CircuitOpen { .. } => "provider_overloaded",
+        LlmError::Stream { kind, .. } if kind.contains("overloaded") => "provider_overloaded",
+        LlmError::Stream { kind, .. } if kind.contains("rate") => "rate_limited",
+        LlmError::Idle { .. } => "timeout",
+        _ => "provider_error",
+    };
+    Stop::new(code, e.to_string())
+}
+
+impl Run {
+    /// Writes an event, then sends it. A client that went away only stops the sending.
+    async fn emit(&mut self, event: &str, data: Value) -> Result<(), Stop> {
+        self.seq += 1;
+        let client = self
+            .chat
+            .0
+            .db
+            .get()
+            .await
+            .map_err(|e| Stop::new("internal", e.to_string()))?;
+        client
+            .execute(
+                "INSERT INTO chat_run_events (run_id, seq, event, data) VALUES ($1, $2, $3, $4)",
+                &[&self.id, &self.seq, &event, &data],
+            )
+            .await
+            .map_err(|e| Stop::new("internal", e.to_string()))?;
+        if !self.client_gone {
+            let e = RunEvent {
+                seq: self.seq,
+                event: event.to_owned(),
+                data,
+            };
+            if self.tx.send(e).await.is_err() {
+                self.client_gone = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// The terminal event and the run's end, in one transaction, then sent.
+    async fn finish(&mut self, outcome: Result<Value, Stop>) {
+        self.seq += 1;
+        let (event, data, status, code) = match outcome {
+            Ok(data) => ("complete", data, "complete", None),
+            Err(stop) => {
+                let status = if stop.code == "cancelled" {
+                    "cancelled"
+                } else {
+                    "error"
+                };
+                let message = if stop.code == "internal" {
+                    tracing::error!(run = %self.id, error = %stop.message, "a chat run failed");
+                    "Something went wrong on our side; the run was stopped.".to_owned()
+                } else {
+                    llm::truncate(&stop.message, 500)
+                };
+                (
+                    "error",
+                    json!({"code": stop.code, "message": message}),
+                    status,
+                    Some(stop.code),
+                )
+            }
+        };
+        let written = async {
+            let mut client = self.chat.0.db.get().await?;
+            let tx = client.transaction().await?;
+            tx.execute(
+                "INSERT INTO chat_run_events (run_id, seq, event, data) VALUES ($1, $2, $3, $4)",
+                &[&self.id, &self.seq, &event, &data],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE chat_runs SET status = $2, error_code = $3, last_seq = $4, finished_at = now() WHERE id = $1",
+                &[&self.id, &status, &code, &self.seq],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<_, anyhow::Error>(())
+        }
+        .await;
+        if let Err(e) = written {
+            tracing::error!(run = %self.id, error = %e, "a chat run's end could not be written");
+        }
+        if !self.client_gone {
+            let _ = self
+                .tx
+                .send(RunEvent {
+                    seq: self.seq,
+                    event: event.to_owned(),
+                    data,
+                })
+                .await;
+        }
+    }
+
+    async fn drive(mut self, message: String, token: String) {
+        let started = Instant::now();
+        let watcher = self.watch();
+        let first = self
+            .emit(
+                "run",
+                json!({"run_id": self.id, "session_id": self.session.id, "replay_token": token}),
+            )
+            .await;
+        let outcome = match first {
+            Ok(()) => self.converse(message, started).await,
+            Err(e) => Err(e),
+        };
+        self.finish(outcome).await;
+        watcher.abort();
+    }
+
+    async fn converse(&mut self, message: String, started: Instant) -> Result<Value, Stop> {
+        let chat = self.chat.clone();
+        let sessions = &chat.0.sessions;
+        let internal = |e: ai::AiError| Stop::new("internal", e.to_string());
+        sessions
+            .append(self.session.id, &[Message::user(message)])
+            .await
+            .map_err(internal)?;
+        let blocks = ai::prompts::active(&chat.0.db).await.map_err(internal)?;
+        let system = ai::prompts::system_blocks(&blocks);
+        let registry = crate::chat_tools::registry(
+            &chat.0.catalog,
+            Some(chat.0.tool_cache.clone()),
+            &self.session.tools,
+        );
+        let epoch = self.catalog_epoch().await;
+        let tool_ctx = ToolContext {
+            team_id: self.session.team_id,
+            user_id: self.user,
+            connection_id: self.session.connection_id,
+            session_id: Some(self.session.id),
+            cache_epoch: epoch,
+        };
+        let mut history: Vec<Message> = sessions
+            .recent(self.session.id, HISTORY)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|m| m.message)
+            .collect();
+        // A history must open with the user's words, not a tool result without its call.
+        while history.first().is_some_and(|m| {
+            m.role != llm::Role::User
+                || m.content
+                    .iter()
+                    .any(|c| matches!(c, Content::ToolResult { .. }))
+        }) {
+            history.remove(0);
+        }
+        let limits = chat.0.limits;
+        let mut total = Usage::default();
+        let mut cost_pico: u64 = 0;
+        let mut unpriced = false;
+        for step in 1..=limits.steps {
+            let mut request = Request::new(history.clone(), chat.0.max_tokens);
+            request.model = self.session.model.clone();
+            request.system = system.clone();
+            request.tools = registry.specs();
+            request.cache_history = true;
+            let (turn, record) = self.model_call(&request, started, &limits).await?;
+            total.input_tokens += turn.usage.input_tokens;
+            total.output_tokens += turn.usage.output_tokens;
+            total.cache_read_tokens += turn.usage.cache_read_tokens;
+            total.cache_write_tokens += turn.usage.cache_write_tokens;
+            match chat.0.calls.prices().cost(&record.model, &turn.usage) {
+                Some(c) => cost_pico += c.0,
+                None => unpriced = true,
+            }
+            let cost_usd = cost_pico as f64 / 1e12;
+            self.emit(
+                "cost_update",
+                json!({"tokens": total.total(), "cost_usd": cost_usd, "cost_known": !unpriced, "step": step}),
+            )
+            .await?;
+            let assistant = turn.message();
+            if !assistant.content.is_empty() {
+                sessions
+                    .append(self.session.id, std::slice::from_ref(&assistant))
+                    .await
+                    .map_err(internal)?;
+                history.push(assistant);
+            }
+            let mut results = turn.refused_calls();
+            for call in turn.runnable_calls() {
+                self.emit(
+                    "tool_call",
+                    json!({"id": call.id, "tool": call.name, "args": call.input}),
+                )
+                .await?;
+                let outcome = tokio::select! {
+                    o = registry.run(&tool_ctx, call) => o,
+                    _ = self.stopped() => return Err(Stop::new("cancelled", "the run was cancelled")),
+                };
+                let result: Value = serde_json::from_str(&outcome.content)
+                    .unwrap_or(Value::String(outcome.content.clone()));
+                self.emit(
+                    "tool_result",
+                    json!({"id": call.id, "tool": call.name, "result": result, "is_error": outcome.is_error, "cached": outcome.cached, "truncated": outcome.truncated}),
+                )
+                .await?;
+                results.push(outcome.to_content());
+            }
+            if results.is_empty() {
+                if turn.stop == StopReason::Refusal {
+                    return Err(Stop::new("provider_error", "the model refused to answer"));
+                }
+                return Ok(json!({
+                    "total_tokens": total.total(),
+                    "total_cost_usd": cost_usd,
+                    "cost_known": !unpriced,
+                    "steps": step,
+                }));
+            }
+            let tool_message = Message {
+                role: llm::Role::User,
+                content: results,
+            };
+            sessions
+                .append(self.session.id, std::slice::from_ref(&tool_message))
+                .await
+                .map_err(internal)?;
+            history.push(tool_message);
+            if total.total() > limits.tokens {
+                return Err(Stop::new(
+                    "budget_exceeded",
+                    format!("the run used more than {} tokens", limits.tokens),
+                ));
+            }
+            if cost_usd > limits.usd {
+                return Err(Stop::new(
+                    "budget_exceeded",
+                    format!("the run cost more than ${:.2}", limits.usd),
+                ));
+            }
+        }
+        Err(Stop::new(
+            "step_limit",
+            format!("the run took more than {} model calls", limits.steps),
+        ))
+    }
+
+    /// Resolves when the run must stop: the client went away, or cancel was asked.
+    async fn stopped(&self) {
+        self.stop.cancelled().await
+    }
+
+    /// Watches for a stop every second until the run ends: the client gone (a stream
+    /// nobody reads), or `cancel_requested` set (by any process).
+    fn watch(&self) -> tokio::task::JoinHandle<()> {
+        let stop = self.stop.clone();
+        let tx = self.tx.clone();
+        let db = self.chat.0.db.clone();
+        let id = self.id;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tx.closed() => { stop.cancel(); return; }
+                    _ = tick.tick() => {
+                        let asked = match db.get().await {
+                            Ok(client) => client
+                                .query_opt(
+                                    "UPDATE chat_runs SET heartbeat_at = now() WHERE id = $1 RETURNING cancel_requested",
+                                    &[&id],
+                                )
+                                .await
+                                .ok()
+                                .flatten()
+                                .is_some_and(|r| r.get::<_, bool>(0)),
+                            Err(_) => false,
+                        };
+                        if asked {
+                            stop.cancel();
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// What the catalog tools' cache answers depend on: the connection's last finished scan.
+    async fn catalog_epoch(&self) -> String {
+        let Some(conn) = self.session.connection_id else {
+            return String::new();
+        };
+        let Ok(client) = self.chat.0.db.get().await else {
+            return String::new();
+        };
+        client
+            .query_opt(
+                "SELECT id::text FROM scan_runs WHERE connection_id = $1 AND status <> 'running' ORDER BY started_at DESC LIMIT 1",
+                &[&conn],
+            )
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.get::<_, String>(0))
+            .unwrap_or_default()
+    }
+
+    /// One model call, relaying text as it comes (the first delta at once, then coalesced),
+    /// recorded in `model_calls` whatever happens.
+    async fn model_call(
+        &mut self,
+        request: &Request,
+        run_started: Instant,
+        limits: &settings::RunLimits,
+    ) -> Result<(llm::Turn, CallRecord), Stop> {
+        let chat = self.chat.clone();
+        let provider = chat.0.provider.clone();
+        let started = Instant::now();
+        let deadline = run_started + limits.wall;
+        let mut usage = Usage::default();
+        let mut first = None;
+        let mut text = String::new();
+        let mut pending = String::new();
+        let mut last_flush: Option<Instant> = None;
+        let mut tool_calls = Vec::new();
+        let mut stop = None;
+        let mut failure: Option<Stop> = None;
+        let opened = tokio::select! {
+            s = provider.stream(request) => Some(s),
+            _ = tokio::time::sleep_until(deadline.into()) => None,
+            _ = self.stopped() => { failure = Some(Stop::new("cancelled", "the run was cancelled")); None }
+        };
+        match opened {
+            None if failure.is_none() => {
+                failure = Some(Stop::new(
+                    "timeout",
+                    "the run took longer than its time limit",
+                ))
+            }
+            None => {}
+            Some(Err(e)) => failure = Some(llm_stop(&e)),
+            Some(Ok(mut stream)) => loop {
+                let flush_at = last_flush.map(|t| t + COALESCE);
+                let next = tokio::select! {
+                    e = stream.next() => e,
+                    _ = async { if let Some(at) = flush_at { tokio::time::sleep_until(at.into()).await } else { std::future::pending::<()>().await } }, if !pending.is_empty() => {
+                        let t = std::mem::take(&mut pending);
+                        if let Err(s) = self.emit("token", json!({"text": t})).await { failure = Some(s); break; }
+                        last_flush = Some(Instant::now());
+                        continue;
+                    }
+                    _ = tokio::time::sleep_until(deadline.into()) => { failure = Some(Stop::new("timeout", "the run took longer than its time limit")); break; }
+                    _ = self.stopped() => { failure = Some(Stop::new("cancelled", "the run was cancelled")); break; }
+                };
+                match next {
+                    None => {
+                        failure = Some(Stop::new(
+                            "provider_error",
+                            "the provider's stream ended early",
+                        ));
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        failure = Some(llm_stop(&e));
+                        break;
+                    }
+                    Some(Ok(event)) => {
+                        if first.is_none() {
+                            first = Some(started.elapsed());
+                        }
+                        match event {
+                            Event::TextDelta(t) => {
+                                text.push_str(&t);
+                                pending.push_str(&t);
+                                let due = last_flush.is_none_or(|at| at.elapsed() >= COALESCE);
+                                if due {
+                                    let t = std::mem::take(&mut pending);
+                                    if let Err(s) = self.emit("token", json!({"text": t})).await {
+                                        failure = Some(s);
+                                        break;
+                                    }
+                                    last_flush = Some(Instant::now());
+                                }
+                            }
+                            Event::ToolCall { call, .. } => tool_calls.push(call),
+                            Event::Usage(u) => usage = u,
+                            Event::Stop(s) => {
+                                stop = Some(s);
+                                break;
+                            }
+                            Event::ToolCallStart { .. } | Event::ToolCallDelta { .. } => {}
+                        }
+                    }
+                }
+            },
+        }
+        // Text the model produced reaches the client even when the stream then failed.
+        let emit_failed = failure.as_ref().is_some_and(|f| f.code == "internal");
+        if !emit_failed && !pending.is_empty() {
+            let t = std::mem::take(&mut pending);
+            if let Err(s) = self.emit("token", json!({"text": t})).await {
+                failure = Some(s);
+            }
+        }
+        let model = if request.model.is_empty() {
+            provider.default_model().to_owned()
+        } else {
+            request.model.clone()
+        };
+        let record = CallRecord {
+            id: Uuid::now_v7(),
+            team_id: self.session.team_id,
+            session_id: Some(self.session.id),
+            provider: provider.name().to_owned(),
+            model: model.clone(),
+            purpose: "chat".into(),
+            usage,
+            cost_usd: chat.0.calls.prices().cost(&model, &usage).map(|c| c.usd()),
+            first_token_ms: first.map(|d| i32::try_from(d.as_millis()).unwrap_or(i32::MAX)),
+            latency_ms: i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX),
+            stop_reason: stop.as_ref().map(|s| format!("{s:?}").to_lowercase()),
+            error: failure
+                .as_ref()
+                .map(|f| llm::truncate(&format!("{}: {}", f.code, f.message), 590)),
+            executed_at: OffsetDateTime::now_utc(),
+        };
+        if let Err(e) = chat.0.calls.record(&record).await {
+            tracing::error!(run = %self.id, error = %e, "a model call could not be recorded");
+        }
+        if let Some(f) = failure {
+            return Err(f);
+        }
+        let stop = stop.unwrap_or(StopReason::EndTurn);
+        Ok((
+            llm::Turn {
+                text,
+                tool_calls,
+                usage,
+                stop,
+                first_event: first,
+            },
+            record,
+        ))
+    }
+}
