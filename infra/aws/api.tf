@@ -1,7 +1,8 @@
 # One HTTP API (payload format 2.0) in front of the non-streaming functions: a route per
 # "METHOD /path" of the catalogue to its function's integration. API Gateway understands the
-# catalogue's `{param}` segments natively and prefers literal segments over parameters, so
-# /v1/chat/sessions/current wins over /v1/chat/sessions/{id}.
+# catalogue's `{param}` segments natively and prefers literal segments over parameters (a
+# route like /v1/chat/sessions/current would win over /v1/chat/sessions/{id}; chat itself is
+# not here, being a streaming function: see functions.tf).
 #
 # The $default route goes to the default function (teams): it answers unknown paths with the
 # API's own problem+json 404, wrong methods with 405, GET /health and GET /ready, and CORS

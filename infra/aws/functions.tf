@@ -30,7 +30,17 @@ locals {
   # that implies). Sensitive: plans show them as (sensitive value).
   job_function_name = local.job_function == null ? null : "${var.name_prefix}-${local.job_function}"
   database_env      = { DATABASE_URL = data.aws_secretsmanager_secret_version.database_url.secret_string }
-  anthropic_env     = { for v in data.aws_secretsmanager_secret_version.anthropic_api_key : "ANTHROPIC_API_KEY" => v.secret_string }
+  llm_key_env = merge(
+    { for v in data.aws_secretsmanager_secret_version.anthropic_api_key : "ANTHROPIC_API_KEY" => v.secret_string },
+    { for v in data.aws_secretsmanager_secret_version.openai_api_key : "OPENAI_API_KEY" => v.secret_string },
+  )
+
+  # What the llm functions (chat, generate) read besides their key: the provider, named
+  # explicitly, and the run's wall-clock limit, which must end before the Lambda timeout.
+  llm_env = merge(var.llm_settings, {
+    LLM_PROVIDER      = var.llm_provider
+    CHAT_MAX_RUN_SECS = tostring(var.chat_max_run_secs)
+  })
 }
 
 resource "aws_lambda_function" "fn" {
@@ -60,7 +70,7 @@ resource "aws_lambda_function" "fn" {
     variables = merge(
       local.common_env,
       local.database_env,
-      each.value.llm ? local.anthropic_env : {},
+      each.value.llm ? merge(local.llm_env, local.llm_key_env) : {},
     )
   }
 
@@ -82,18 +92,36 @@ resource "aws_lambda_function" "fn" {
     aws_iam_role_policy.fn,
     aws_iam_role_policy_attachment.vpc,
   ]
+
+  lifecycle {
+    precondition {
+      condition     = !each.value.llm || var.chat_max_run_secs + 60 <= min(each.value.timeout_s, 900)
+      error_message = "chat_max_run_secs must end a run at least 60 s before the function's timeout (a run cut by the timeout gets no terminal event): lower it, or raise the function's timeout_s."
+    }
+  }
 }
 
 # ---- streaming functions: Lambda Function URLs -----------------------------------------------
 #
 # API Gateway HTTP APIs buffer the whole response, so the SSE functions (chat, generate) are
 # reached through their own Function URL in RESPONSE_STREAM mode, for all their routes: their
-# binary speaks the streaming runtime protocol, which API Gateway cannot invoke. Clients use
-# the function URL (outputs.function_urls) as the base URL for those functions' routes.
+# binary speaks the streaming runtime protocol (`run_with_streaming_response`: a metadata
+# prelude, then body chunks), which an API Gateway integration cannot read, so even their
+# plain JSON routes (chat's session CRUD) cannot stay on the HTTP API without a second,
+# buffered deployment of the same code. One base URL per function instead: clients use
+# outputs.function_urls (outputs.chat_url for chat) for those functions' routes.
 #
 # Auth type NONE: the URL is public and the function itself verifies the bearer JWT (issuer,
 # audience, signature against the JWKS) on every /v1 route, exactly as behind API Gateway.
-# AWS_IAM would require browsers to SigV4-sign requests, which they cannot.
+# AWS_IAM would require every caller to SigV4-sign requests with AWS credentials, which a
+# browser holding the issuer's JWT does not have. What the HTTP API adds and a Function URL
+# lacks: the JWT authorizer in front (a bad token is turned away by the function instead, after
+# an invocation) and stage throttling (cap the function's concurrency with
+# function_overrides.<name>.reserved_concurrency instead).
+#
+# No `cors` block, as on the HTTP API: the function answers CORS itself from
+# CORS_ALLOWED_ORIGINS, preflights included (with no CORS configuration a Function URL hands
+# OPTIONS to the function), so that both entry points send the same headers from one setting.
 
 resource "aws_lambda_function_url" "stream" {
   # checkov:skip=CKV_AWS_258: public by design; every /v1 route verifies the bearer JWT in the function, and AWS_IAM auth cannot be used by browser clients

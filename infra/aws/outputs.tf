@@ -8,6 +8,11 @@ output "function_urls" {
   value       = { for name, url in aws_lambda_function_url.stream : name => url.function_url }
 }
 
+output "chat_url" {
+  description = "Base URL of the chat routes (/v1/chat/..., /v1/observability/...): chat's streaming Function URL, with a trailing slash. null when chat is not enabled."
+  value       = try(aws_lambda_function_url.stream["chat"].function_url, null)
+}
+
 output "function_names" {
   description = "Lambda function name of each deployed function."
   value       = { for name, f in aws_lambda_function.fn : name => f.function_name }
@@ -43,5 +48,6 @@ output "secret_arns" {
   value = merge(
     { database_url = aws_secretsmanager_secret.database_url.arn },
     { for s in aws_secretsmanager_secret.anthropic_api_key : "anthropic_api_key" => s.arn },
+    { for s in aws_secretsmanager_secret.openai_api_key : "openai_api_key" => s.arn },
   )
 }

@@ -11,7 +11,8 @@
 #   streaming  the binary serves SSE (`run_function(.., true)`): on AWS it is reached through
 #              a Lambda Function URL in RESPONSE_STREAM mode instead of API Gateway
 #   scheduled  also invoked on a schedule (EventBridge on AWS, Cloud Scheduler on GCP)
-#   llm        receives ANTHROPIC_API_KEY
+#   llm        receives the LLM settings (LLM_PROVIDER, CHAT_MAX_RUN_SECS, var.llm_settings) and
+#              the provider's API key (ANTHROPIC_API_KEY or OPENAI_API_KEY, from a secret)
 #   jobs       "none"; "dispatch" (hands jobs to the job function, e.g. a scan to resume); or
 #              "run" (the job function: it also runs them, from an asynchronous invocation of
 #              itself on AWS, and as a task of its own on Cloud Run, which then keeps its CPU
@@ -142,22 +143,31 @@ locals {
     }
 
     chat = {
-      enabled   = false
+      enabled   = true
       memory_mb = 1024
+      # A run streams for minutes (the model's tool loop; CHAT_MAX_RUN_SECS caps it, 300 s by
+      # default) and its replay stays open until the run ends, so the request lives as long
+      # as the run: 900 s is Lambda's maximum, reached only through a Function URL (API
+      # Gateway cuts at 30 s); Cloud Run gives streaming functions var.streaming_timeout_s.
       timeout_s = 900
       streaming = true
       scheduled = false
       llm       = true
       jobs      = "none"
       kms       = "decrypt"
-      buckets   = { credentials = "read", dashboards = "read", sessions = "readwrite", cache = "readwrite" }
+      # Sessions (manifests' JSONL logs) and the tool cache; credentials to run the tools on
+      # the session's warehouse as the caller. No dashboards: chat reads none yet.
+      buckets = { credentials = "read", sessions = "readwrite", cache = "readwrite" }
       routes = [
         "POST /v1/chat/sessions",
         "GET /v1/chat/sessions",
         "GET /v1/chat/sessions/current",
         "GET /v1/chat/sessions/{id}",
         "DELETE /v1/chat/sessions/{id}",
+        "POST /v1/chat/sessions/{id}/archive",
         "POST /v1/chat/sessions/{id}/stream",
+        "GET /v1/chat/sessions/{id}/runs/{run_id}/events",
+        "POST /v1/chat/sessions/{id}/runs/{run_id}/cancel",
         "GET /v1/chat/sessions/{id}/messages",
         "GET /v1/chat/sessions/{id}/export",
         "GET /v1/observability/model-calls",

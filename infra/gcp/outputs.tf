@@ -8,6 +8,11 @@ output "api_url" {
   value       = "https://${var.domain}"
 }
 
+output "chat_url" {
+  description = "Base URL of the chat routes (/v1/chat/..., /v1/observability/...): the load balancer's, which routes them to the chat service and streams its SSE responses. null when chat is not enabled."
+  value       = contains(keys(local.functions), "chat") ? "https://${var.domain}" : null
+}
+
 output "service_uris" {
   description = "run.app URL of each service (reachable only from the load balancer and same-project callers)."
   value       = { for name, s in google_cloud_run_v2_service.fn : name => s.uri }
@@ -43,5 +48,6 @@ output "secret_ids" {
   value = merge(
     { database_url = google_secret_manager_secret.database_url.secret_id },
     { for s in google_secret_manager_secret.anthropic_api_key : "anthropic_api_key" => s.secret_id },
+    { for s in google_secret_manager_secret.openai_api_key : "openai_api_key" => s.secret_id },
   )
 }

@@ -26,6 +26,27 @@ locals {
     length(var.cors_allowed_origins) == 0 ? {} : { CORS_ALLOWED_ORIGINS = join(",", var.cors_allowed_origins) },
   )
 
+  # Request timeout per function. Cloud Run streams SSE responses natively, and a stream is one
+  # request for as long as the run lasts (a replay stays open until the run ends): streaming
+  # functions get var.streaming_timeout_s (default 3600, Cloud Run's maximum) if it is longer
+  # than their catalogue timeout. The load balancer adds no timeout of its own: a backend
+  # service with a serverless NEG takes no timeout_sec, Cloud Run's request timeout applies.
+  timeouts = {
+    for name, f in local.functions :
+    name => min(f.streaming ? max(f.timeout_s, var.streaming_timeout_s) : f.timeout_s, 3600)
+  }
+
+  # What the llm functions (chat, generate) read besides their key: the provider, named
+  # explicitly, and the run's wall-clock limit, which must end before the request timeout.
+  llm_env = merge(var.llm_settings, {
+    LLM_PROVIDER      = var.llm_provider
+    CHAT_MAX_RUN_SECS = tostring(var.chat_max_run_secs)
+  })
+  llm_secrets = merge(
+    { for s in google_secret_manager_secret.anthropic_api_key : "ANTHROPIC_API_KEY" => s.secret_id },
+    { for s in google_secret_manager_secret.openai_api_key : "OPENAI_API_KEY" => s.secret_id },
+  )
+
   # Scheduled functions accept Cloud Scheduler's OIDC tokens: this audience, signed for the
   # scheduler's service account (common/settings/src/lib.rs: SCHEDULER_*).
   scheduler_audience = "${var.name_prefix}-scheduled-precompute"
@@ -61,7 +82,7 @@ resource "google_cloud_run_v2_service" "fn" {
 
   template {
     service_account                  = google_service_account.fn[each.key].email
-    timeout                          = "${each.value.timeout_s}s"
+    timeout                          = "${local.timeouts[each.key]}s"
     max_instance_request_concurrency = var.container_concurrency
 
     scaling {
@@ -114,7 +135,11 @@ resource "google_cloud_run_v2_service" "fn" {
       }
 
       dynamic "env" {
-        for_each = merge(local.common_env, each.value.scheduled ? local.scheduler_env : {})
+        for_each = merge(
+          local.common_env,
+          each.value.scheduled ? local.scheduler_env : {},
+          each.value.llm ? local.llm_env : {},
+        )
 
         content {
           name  = env.key
@@ -132,14 +157,15 @@ resource "google_cloud_run_v2_service" "fn" {
         }
       }
 
+      # The LLM provider's key (ANTHROPIC_API_KEY or OPENAI_API_KEY, per var.llm_provider).
       dynamic "env" {
-        for_each = each.value.llm ? google_secret_manager_secret.anthropic_api_key : []
+        for_each = each.value.llm ? local.llm_secrets : {}
 
         content {
-          name = "ANTHROPIC_API_KEY"
+          name = env.key
           value_source {
             secret_key_ref {
-              secret  = env.value.secret_id
+              secret  = env.value
               version = "latest"
             }
           }
@@ -179,8 +205,16 @@ resource "google_cloud_run_v2_service" "fn" {
     google_project_service.apis,
     google_secret_manager_secret_iam_member.database_url,
     google_secret_manager_secret_iam_member.anthropic_api_key,
+    google_secret_manager_secret_iam_member.openai_api_key,
     google_project_iam_member.cloudsql_client,
   ]
+
+  lifecycle {
+    precondition {
+      condition     = !each.value.llm || var.chat_max_run_secs + 60 <= local.timeouts[each.key]
+      error_message = "chat_max_run_secs must end a run at least 60 s before the service's request timeout (a stream cut by Cloud Run gets no terminal event): lower it, or raise streaming_timeout_s."
+    }
+  }
 }
 
 # End users present the issuer's JWT, not a Google identity token, so Cloud Run's own IAM check

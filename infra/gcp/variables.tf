@@ -60,7 +60,7 @@ variable "image_overrides" {
 }
 
 variable "function_overrides" {
-  description = "Per-deployment changes to the function catalogue (infra/catalogue/functions.tf), by function name: enabled, memory_mb, timeout_s, max_instances. Example: { chat = { enabled = true }, data = { memory_mb = 2048 } }."
+  description = "Per-deployment changes to the function catalogue (infra/catalogue/functions.tf), by function name: enabled, memory_mb, timeout_s, max_instances. Example: { generate = { enabled = false }, data = { memory_mb = 2048 } }."
   type = map(object({
     enabled              = optional(bool)
     memory_mb            = optional(number)
@@ -166,6 +166,55 @@ variable "max_instances" {
   description = "Maximum instances per service, unless the function's override sets max_instances."
   type        = number
   default     = 5
+}
+
+# ---- LLM (the catalogue's llm functions: chat, generate) ------------------------------------
+
+variable "llm_provider" {
+  description = "LLM_PROVIDER of the llm functions: anthropic (ANTHROPIC_API_KEY, from a secret), openai (any OpenAI-compatible Chat Completions server; OPENAI_API_KEY, from a secret: put any value for a server without keys) or builtin (deterministic, offline, no key). Set explicitly, so that a missing key fails at start-up rather than falling back to builtin."
+  type        = string
+  default     = "anthropic"
+
+  validation {
+    condition     = contains(["anthropic", "openai", "builtin"], var.llm_provider)
+    error_message = "llm_provider must be anthropic, openai or builtin."
+  }
+}
+
+variable "llm_settings" {
+  description = "Further LLM and chat settings of the llm functions, by variable name (the LLM section of .env.example): e.g. ANTHROPIC_MODEL, OPENAI_BASE_URL, OPENAI_MODEL, LLM_MAX_TOKENS, LLM_FIRST_BYTE_TIMEOUT_MS, CHAT_MAX_STEPS, CHAT_MAX_RUN_USD. Not API keys (secrets), nor LLM_PROVIDER and CHAT_MAX_RUN_SECS (variables of their own)."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for k in keys(var.llm_settings) :
+      can(regex("^(LLM|ANTHROPIC|OPENAI|CHAT)_[A-Z0-9_]+$", k)) && !endswith(k, "_API_KEY") && !contains(["LLM_PROVIDER", "CHAT_MAX_RUN_SECS"], k)
+    ])
+    error_message = "llm_settings takes LLM_*, ANTHROPIC_*, OPENAI_* and CHAT_* settings, except the API keys, LLM_PROVIDER and CHAT_MAX_RUN_SECS."
+  }
+}
+
+variable "chat_max_run_secs" {
+  description = "CHAT_MAX_RUN_SECS: the wall-clock limit of one chat run, after which it ends with an `error` event `timeout`. It must end before the request timeout of the service (a stream cut by Cloud Run gets no terminal event): at most the llm functions' request timeout minus 60 s (streaming_timeout_s, 3600 by default, for chat)."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.chat_max_run_secs >= 1 && var.chat_max_run_secs <= 3540
+    error_message = "chat_max_run_secs must be between 1 and 3540 (Cloud Run's longest request timeout, 3600 s, less a minute to write the run's end)."
+  }
+}
+
+variable "streaming_timeout_s" {
+  description = "Cloud Run request timeout of the streaming functions (chat, generate), at least their catalogue timeout_s: an SSE response is one request for as long as the run streams, and a replay stays open until the run ends. Cloud Run allows up to 3600 s; the load balancer sets no timeout of its own for serverless backends."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.streaming_timeout_s >= 1 && var.streaming_timeout_s <= 3600
+    error_message = "streaming_timeout_s must be between 1 and 3600 (Cloud Run's maximum)."
+  }
 }
 
 # ---- edge -----------------------------------------------------------------------------------

@@ -84,8 +84,16 @@ pub async fn serve_http(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
     let addr = listener.local_addr().context("local address")?;
     tracing::info!(%addr, "listening");
+    // No Nagle: a streamed answer is many small writes, and Nagle's algorithm holds each one
+    // back until the client acknowledges the last (a delayed ACK: ~40 ms per event).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -94,7 +102,15 @@ pub async fn serve_http(
     Ok(())
 }
 
-/// Resolves on SIGTERM (Cloud Run, `kill`) or SIGINT (Ctrl-C).
+/// Cancelled once the process is asked to stop (SIGTERM, SIGINT): long-lived work — a chat
+/// run's stream — ends itself with a terminal event, so that graceful shutdown can finish.
+pub fn draining() -> &'static tokio_util::sync::CancellationToken {
+    static DRAINING: std::sync::OnceLock<tokio_util::sync::CancellationToken> =
+        std::sync::OnceLock::new();
+    DRAINING.get_or_init(tokio_util::sync::CancellationToken::new)
+}
+
+/// Resolves on SIGTERM (Cloud Run, `kill`) or SIGINT (Ctrl-C), and starts [`draining`].
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -112,4 +128,5 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutdown signal received; draining");
+    draining().cancel();
 }

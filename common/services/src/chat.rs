@@ -88,6 +88,8 @@ pub struct Started {
 
 /// How long a run's replay token opens its events.
 const REPLAY_TOKEN_LIFETIME: time::Duration = time::Duration::hours(24);
+/// A running run whose heartbeat (every second) is this old has lost its process.
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(30);
 /// Token deltas are coalesced this long (the first is sent at once).
 const COALESCE: Duration = Duration::from_millis(50);
 /// History sent with each model call.
@@ -320,6 +322,39 @@ impl Chat {
         Ok(())
     }
 
+    /// Ends runs whose process went silent (no heartbeat for [`ABANDONED_AFTER`]) with an
+    /// `error` event, so that no stream dies silently and the session takes messages again;
+    /// one session's, or every one. Returns how many.
+    pub async fn reap(&self, session: Option<Uuid>) -> ApiResult<u64> {
+        let client = self.0.db.get().await?;
+        let secs = ABANDONED_AFTER.as_secs_f64();
+        let n = client
+            .execute(
+                "WITH dead AS ( \
+                   SELECT id FROM chat_runs WHERE status = 'running' \
+                     AND heartbeat_at < now() - make_interval(secs => $2::float8) \
+                     AND ($1::uuid IS NULL OR session_id = $1) FOR UPDATE SKIP LOCKED), \
+                 ended AS ( \
+                   INSERT INTO chat_run_events (run_id, seq, event, data) \
+                   SELECT d.id, coalesce((SELECT max(seq) FROM chat_run_events e WHERE e.run_id = d.id), 0) + 1, \
+                          'error', '{\"code\": \"internal\", \"message\": \"The process running this answer stopped; send the message again.\"}'::jsonb \
+                   FROM dead d RETURNING run_id, seq) \
+                 UPDATE chat_runs r SET status = 'error', error_code = 'internal', finished_at = now(), last_seq = ended.seq \
+                 FROM ended WHERE r.id = ended.run_id",
+                &[&session, &secs],
+            )
+            .await?;
+        if n > 0 {
+            tracing::warn!(runs = n, "ended chat runs whose process went silent");
+        }
+        Ok(n)
+    }
+
+    /// The tool cache's expired entries and their payloads go.
+    pub async fn reap_tool_cache(&self) -> ApiResult<usize> {
+        self.0.tool_cache.reap().await.map_err(ai_error)
+    }
+
     /// Starts a run answering `message` (the session's owner, an editor). 409 while another
     /// run of the session is under way.
     pub async fn start(
@@ -342,6 +377,8 @@ impl Chat {
                 format!("1 to {MAX_MESSAGE_CHARS} characters"),
             ));
         }
+        // A run whose process died must not hold the session for ever.
+        self.reap(Some(session_id)).await?;
         let run_id = Uuid::now_v7();
         let token = base::crypto::random_token(32);
         let client = self.0.db.get().await?;
@@ -378,6 +415,7 @@ impl Chat {
             seq: 0,
             client_gone: false,
             stop: CancellationToken::new(),
+            draining: Arc::default(),
         };
         tokio::spawn(run.drive(message, token));
         Ok(Started { run_id, events: rx })
@@ -455,6 +493,8 @@ struct Run {
     /// Cancelled when the client goes away or `cancel` is asked (a watcher checks every
     /// second), or when the run ends.
     stop: CancellationToken,
+    /// Set when the stop came from the process shutting down.
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Why a run ended badly.
@@ -517,6 +557,18 @@ impl Run {
 
     /// The terminal event and the run's end, in one transaction, then sent.
     async fn finish(&mut self, outcome: Result<Value, Stop>) {
+        let outcome = match outcome {
+            Err(s)
+                if s.code == "cancelled"
+                    && self.draining.load(std::sync::atomic::Ordering::SeqCst) =>
+            {
+                Err(Stop::new(
+                    "shutting_down",
+                    "the server is restarting; send the message again",
+                ))
+            }
+            other => other,
+        };
         self.seq += 1;
         let (event, data, status, code) = match outcome {
             Ok(data) => ("complete", data, "complete", None),
@@ -729,6 +781,7 @@ impl Run {
     /// nobody reads), or `cancel_requested` set (by any process).
     fn watch(&self) -> tokio::task::JoinHandle<()> {
         let stop = self.stop.clone();
+        let draining = self.draining.clone();
         let tx = self.tx.clone();
         let db = self.chat.0.db.clone();
         let id = self.id;
@@ -738,6 +791,7 @@ impl Run {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tx.closed() => { stop.cancel(); return; }
+                    _ = edge::runtime::draining().cancelled() => { draining.store(true, std::sync::atomic::Ordering::SeqCst); stop.cancel(); return; }
                     _ = tick.tick() => {
                         let asked = match db.get().await {
                             Ok(client) => client

@@ -24,6 +24,7 @@ pub mod connections;
 pub mod dashboards;
 pub mod error;
 pub mod jobs;
+pub mod observability;
 pub mod serving;
 pub mod state;
 

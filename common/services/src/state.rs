@@ -33,6 +33,8 @@ pub struct Inner {
     pub serving: Serving,
     /// Chat sessions and runs (the AI SDK with the catalog tools).
     pub chat: Chat,
+    /// Model-call costs and tool-cache hits, for team admins.
+    pub observability: crate::observability::Observability,
     /// Verifies the scheduler's OIDC tokens, when `SCHEDULER_*` is configured.
     pub scheduler: Option<Scheduler>,
     /// The object stores, for tests and tools that look inside them (the services hold
@@ -70,6 +72,7 @@ from_ref!(
     Dashboards => dashboards,
     Serving => serving,
     Chat => chat,
+    crate::observability::Observability => observability,
 );
 
 impl AppState {
@@ -150,6 +153,7 @@ impl AppState {
         };
         let prices = llm::PriceTable::load(llm_settings.prices_file.as_deref())
             .map_err(|e| anyhow::anyhow!(e))?;
+        let observability = crate::observability::Observability::new(db.clone());
         let chat = Chat::new(
             db.clone(),
             ai::sessions::Sessions::new(db.clone(), buckets.sessions.clone()),
@@ -167,6 +171,7 @@ impl AppState {
             dashboards,
             serving,
             chat,
+            observability,
             scheduler,
             buckets,
         })))
@@ -174,11 +179,18 @@ impl AppState {
 }
 
 impl AppState {
-    /// The scheduled tick: scans whose worker died are handed on (or failed), then every
-    /// dashboard whose `refresh` cadence is due is warmed.
+    /// The scheduled tick: scans whose worker died are handed on (or failed), chat runs whose
+    /// process died are ended, expired tool-cache entries go, then every dashboard whose
+    /// `refresh` cadence is due is warmed.
     pub async fn tick(&self) -> edge::ApiResult<crate::serving::WarmReport> {
         if let Err(e) = self.catalog.reap(None).await {
             tracing::warn!(error = %e, "looking for abandoned scans");
+        }
+        if let Err(e) = self.chat.reap(None).await {
+            tracing::warn!(error = %e, "looking for abandoned chat runs");
+        }
+        if let Err(e) = self.chat.reap_tool_cache().await {
+            tracing::warn!(error = %e, "reaping the tool cache");
         }
         self.serving.warm_due().await
     }

@@ -141,6 +141,41 @@ impl LambdaRig {
         })
     }
 
+    /// Posts `payload` to the emulator's invoke endpoint (the one `cargo lambda invoke`
+    /// posts to) and hands back the HTTP response as it arrives, for a function in response
+    /// streaming mode (`run_with_streaming_response`): the emulator then answers with the
+    /// status and headers of the function's metadata prelude and streams the body, as a
+    /// Function URL does, whereas `cargo lambda invoke` prints only the body and fails on an
+    /// error status.
+    pub async fn invoke_streaming(&mut self, payload: &str) -> reqwest::Response {
+        if let Ok(Some(status)) = self.function.try_wait() {
+            panic!("the function exited ({status}): {}", self.function_log());
+        }
+        self.invocations += 1;
+        reqwest::Client::new()
+            .post(format!(
+                "http://127.0.0.1:{}/2015-03-31/functions/_/invocations",
+                self.port
+            ))
+            .header("content-type", "application/json")
+            .body(payload.to_owned())
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "invoking through cargo lambda: {e}\nfunction log:\n{}",
+                    self.function_log()
+                )
+            })
+    }
+
+    /// The emulator's Function URL of the function (no trailing slash): plain HTTP requests
+    /// to `<url>/<path>` reach it as Function URL events, and a streaming function's
+    /// response streams back.
+    pub fn function_url(&self) -> String {
+        format!("http://127.0.0.1:{}/lambda-url/_", self.port)
+    }
+
     /// What the function has logged so far.
     pub fn function_log(&self) -> String {
         std::fs::read_to_string(self.dir.0.join("function.log")).unwrap_or_default()

@@ -28,6 +28,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+mod observability;
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_session, list_sessions))
@@ -38,6 +40,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(replay))
         .routes(routes!(cancel))
         .routes(routes!(messages))
+        .routes(routes!(export))
+        .merge(observability::router())
 }
 
 /// A chat session, as clients see it.
@@ -594,4 +598,75 @@ fn llm_role(user: bool) -> llm::Role {
 
 fn anyhow_like(e: ai::AiError) -> std::io::Error {
     std::io::Error::other(e.to_string())
+}
+
+/// The most messages an export carries (a session rotates chunks at 1,000 messages; this
+/// bounds one download).
+const MAX_EXPORT_MESSAGES: usize = 20_000;
+
+/// The whole session as JSONL, for download: a `session` line, every message oldest first
+/// (`message` lines), then every model call (`model_call` lines). Its owner, or an admin.
+#[utoipa::path(get, path = "/v1/chat/sessions/{id}/export", tag = "chat",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, content_type = "application/x-ndjson", description = "One JSON object per line"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+async fn export(
+    State(chat): State<Chat>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Response> {
+    let m = chat
+        .session(id, &user, base::domain::Role::Viewer, true)
+        .await?;
+    let mut messages = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = chat
+            .sessions()
+            .history(id, 200, cursor)
+            .await
+            .map_err(|e| ApiError::internal(anyhow_like(e)))?;
+        if page.is_empty() || messages.len() >= MAX_EXPORT_MESSAGES {
+            break;
+        }
+        cursor = page.last().map(|p| p.seq);
+        messages.extend(page);
+    }
+    messages.truncate(MAX_EXPORT_MESSAGES);
+    messages.reverse();
+    let calls = chat
+        .calls()
+        .for_session(id, 200)
+        .await
+        .map_err(|e| ApiError::internal(anyhow_like(e)))?;
+    let mut out = Vec::new();
+    let mut line = |v: Value| {
+        out.extend_from_slice(v.to_string().as_bytes());
+        out.push(b'\n');
+    };
+    line(serde_json::json!({"type": "session", "session": Session::from(m)}));
+    for s in messages {
+        line(
+            serde_json::json!({"type": "message", "seq": s.seq, "at": s.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(), "message": s.message}),
+        );
+    }
+    for c in calls.into_iter().rev() {
+        line(serde_json::json!({"type": "model_call", "call": c}));
+    }
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/x-ndjson".to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"chat-{id}.jsonl\""),
+            ),
+        ],
+        out,
+    )
+        .into_response())
 }

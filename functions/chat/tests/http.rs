@@ -299,6 +299,35 @@ async fn a_run_replays_after_last_event_id_and_ends_with_204() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "the replay token is not a bearer token");
+    // A stranger's bearer: 404 for the replay and for cancel.
+    let stranger = f.app.token("mallory@example.com");
+    let r = f
+        .http
+        .get(format!("{url}?after=0"))
+        .bearer_auth(&stranger)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    f.app
+        .post(&format!("/v1/chat/sessions/{id}/runs/{run}/cancel"))
+        .bearer(&stranger)
+        .send()
+        .await
+        .assert_status(404);
+    // Another session's id with this run: not found.
+    let other = f.session(&f.ws.token).await;
+    let r = f
+        .http
+        .get(format!(
+            "{}/v1/chat/sessions/{}/runs/{run}/events?token={token}",
+            f.base,
+            other["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }
 
 #[tokio::test]
@@ -476,6 +505,43 @@ async fn stub(mode: &'static str) -> String {
             Ok::<_, std::io::Error>(chunk("Hello ")),
             Ok(chunk("there ")),
         ]);
+        let recorded = |name: &str| {
+            std::fs::read(format!(
+                "{}/../../common/llm/tests/data/openai/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+        };
+        match mode {
+            "cut" => {
+                return Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(Body::from(recorded("cut.sse")))
+                    .unwrap();
+            }
+            "529" => {
+                return Response::builder()
+                    .status(529)
+                    .header("content-type", "application/json")
+                    .body(Body::from(
+                        r#"{"error":{"message":"Overloaded","type":"overloaded_error"}}"#,
+                    ))
+                    .unwrap();
+            }
+            "stall" => {
+                let half = recorded("text.sse");
+                let half = half[..half.len() / 2].to_vec();
+                let body = Body::from_stream(
+                    futures::stream::once(async move { Ok::<_, std::io::Error>(half) })
+                        .chain(futures::stream::pending()),
+                );
+                return Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(body)
+                    .unwrap();
+            }
+            _ => {}
+        }
         let body = match mode {
             "slow" => Body::from_stream(head.chain(futures::stream::unfold(
                 0u32,
@@ -636,4 +702,298 @@ async fn the_step_limit_ends_a_run() {
         .await;
     check_run(&events);
     assert_eq!(events.last().unwrap().data["code"], "step_limit");
+}
+
+#[tokio::test]
+async fn export_and_observability_for_admins() {
+    let f = fixture(&[]).await;
+    let s = f.session(&f.ws.token).await;
+    let id = s["id"].as_str().unwrap();
+    f.ask(id, "Which datasets are there?").await;
+    let again = f.ask(id, "Which datasets are there?").await;
+    let result = again.iter().find(|e| e.event == "tool_result").unwrap();
+    assert_eq!(
+        result.data["cached"], true,
+        "the same call again: from the tool cache"
+    );
+
+    // Export: the session, its messages oldest first, its model calls.
+    let r = f
+        .app
+        .get(&format!("/v1/chat/sessions/{id}/export"))
+        .bearer(&f.ws.token)
+        .send()
+        .await;
+    r.assert_status(200);
+    assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
+    assert!(
+        r.header("content-disposition")
+            .unwrap()
+            .contains(&format!("chat-{id}.jsonl"))
+    );
+    let lines: Vec<Value> = String::from_utf8(r.body.to_vec())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["type"], "session");
+    let messages: Vec<&Value> = lines.iter().filter(|l| l["type"] == "message").collect();
+    assert_eq!(messages.len(), 8);
+    assert_eq!(messages[0]["seq"], 1);
+    assert_eq!(
+        lines.iter().filter(|l| l["type"] == "model_call").count(),
+        4
+    );
+
+    // Observability: the admin sees the team's calls, costs and cache hits.
+    let calls = f
+        .app
+        .get("/v1/observability/model-calls?limit=3")
+        .bearer(&f.ws.token)
+        .send()
+        .await
+        .json();
+    assert_eq!(calls["total_count"], 4, "{calls}");
+    assert_eq!(calls["calls"].as_array().unwrap().len(), 3);
+    let next = calls["next_cursor"].as_str().unwrap();
+    let rest = f
+        .app
+        .get(&format!(
+            "/v1/observability/model-calls?limit=3&cursor={next}"
+        ))
+        .bearer(&f.ws.token)
+        .send()
+        .await
+        .json();
+    assert_eq!(rest["calls"].as_array().unwrap().len(), 1);
+    for group in ["session", "user", "team"] {
+        let sum = f
+            .app
+            .get(&format!(
+                "/v1/observability/cost-summary?group_by={group}&team_id={}&start_date=2020-01-01",
+                f.ws.team
+            ))
+            .bearer(&f.ws.token)
+            .send()
+            .await
+            .json();
+        assert_eq!(
+            sum["summary"].as_array().unwrap().len(),
+            1,
+            "{group}: {sum}"
+        );
+        assert_eq!(sum["summary"][0]["calls"], 4);
+        assert_eq!(sum["grand_total_cost_usd"], "0.000000000000");
+    }
+    let tools = f
+        .app
+        .get("/v1/observability/tool-cache-stats")
+        .bearer(&f.ws.token)
+        .send()
+        .await
+        .json();
+    assert_eq!(tools["tools"][0]["tool_name"], "list_datasets", "{tools}");
+    assert_eq!(tools["tools"][0]["total_hits"], 1);
+    assert_eq!(tools["overall_hit_rate"], 0.5);
+
+    // Members below admin: 403 naming the team; strangers: 404, or nothing of theirs.
+    let editor = f.app.member(&f.ws, "eve@example.com", "editor").await;
+    f.app
+        .get(&format!(
+            "/v1/observability/model-calls?team_id={}",
+            f.ws.team
+        ))
+        .bearer(&editor)
+        .send()
+        .await
+        .assert_status(403);
+    let stranger = f.app.token("mallory@example.com");
+    f.app
+        .get(&format!(
+            "/v1/observability/cost-summary?team_id={}",
+            f.ws.team
+        ))
+        .bearer(&stranger)
+        .send()
+        .await
+        .assert_status(404);
+    let none = f
+        .app
+        .get("/v1/observability/model-calls")
+        .bearer(&stranger)
+        .send()
+        .await
+        .json();
+    assert_eq!(none["total_count"], 0);
+    f.app
+        .get(&format!("/v1/chat/sessions/{id}/export"))
+        .bearer(&stranger)
+        .send()
+        .await
+        .assert_status(404);
+    // Bad parameters name the field.
+    let p = f
+        .app
+        .get("/v1/observability/cost-summary?group_by=planet")
+        .bearer(&f.ws.token)
+        .send()
+        .await
+        .json();
+    assert!(p["detail"].as_str().unwrap().contains("group_by"), "{p}");
+    let p = f
+        .app
+        .get("/v1/observability/model-calls?start_date=yesterday")
+        .bearer(&f.ws.token)
+        .send()
+        .await
+        .json();
+    assert!(p["detail"].as_str().unwrap().contains("start_date"), "{p}");
+}
+
+#[tokio::test]
+async fn sigterm_drains_running_streams_with_an_error_event() {
+    // The drain signal is process-wide: this test runs alone in its process (nextest), and
+    // checks what a run does when the process is asked to stop.
+    let upstream = stub("slow").await;
+    let f = fixture(&[("LLM_PROVIDER", "openai"), ("OPENAI_BASE_URL", &upstream)]).await;
+    let s = f.session(&f.ws.token).await;
+    let r = f
+        .stream(s["id"].as_str().unwrap(), &f.ws.token, "Talk to me")
+        .await;
+    let reader = tokio::spawn(read_events(r, 10_000));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    edge::runtime::draining().cancel();
+    let events = tokio::time::timeout(Duration::from_secs(5), reader)
+        .await
+        .expect("the stream ended")
+        .unwrap();
+    check_run(&events);
+    assert_eq!(events.last().unwrap().data["code"], "shutting_down");
+}
+
+#[tokio::test]
+async fn recorded_provider_failures_end_runs_with_their_codes() {
+    for (mode, vars, code) in [
+        ("cut", vec![], "provider_error"),
+        ("529", vec![("LLM_MAX_RETRIES", "0")], "provider_overloaded"),
+        ("stall", vec![("LLM_IDLE_TIMEOUT_MS", "300")], "timeout"),
+    ] {
+        let upstream = stub(mode).await;
+        let mut all = vec![
+            ("LLM_PROVIDER", "openai"),
+            ("OPENAI_BASE_URL", upstream.as_str()),
+        ];
+        all.extend(vars);
+        let f = fixture(&all).await;
+        let s = f.session(&f.ws.token).await;
+        let events = f.ask(s["id"].as_str().unwrap(), "Hi").await;
+        check_run(&events);
+        let last = events.last().unwrap();
+        assert_eq!(
+            (last.event.as_str(), last.data["code"].as_str()),
+            ("error", Some(code)),
+            "{mode}: {events:?}"
+        );
+        if mode == "cut" {
+            assert_eq!(
+                text(&events),
+                "The query returned 42 rows",
+                "text before the cut reached the client"
+            );
+        }
+    }
+}
+
+/// The real local model (scripts/test starts it): a streamed run that ends with one terminal
+/// event, and whose tool calls, if it makes any, name offered tools with arguments that fit.
+#[tokio::test]
+async fn a_run_with_the_real_local_model() {
+    let Ok(url) = std::env::var("BRIDGE_TEST_LLM_URL") else {
+        assert!(
+            std::env::var("BRIDGE_REQUIRE_LOCAL_LLM").as_deref() != Ok("1"),
+            "the local model should be running"
+        );
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "\n*** SKIPPED: the local model is not running (scripts/test starts it) ***\n"
+            );
+        }
+        return;
+    };
+    let model =
+        std::env::var("BRIDGE_TEST_LLM_MODEL").unwrap_or_else(|_| "qwen2.5-coder-0.5b".into());
+    let f = fixture(&[
+        ("LLM_PROVIDER", "openai"),
+        ("OPENAI_BASE_URL", url.as_str()),
+        ("OPENAI_MODEL", model.as_str()),
+        ("LLM_MAX_TOKENS", "128"),
+        ("CHAT_MAX_STEPS", "3"),
+    ])
+    .await;
+    let s = f.session(&f.ws.token).await;
+    let events = f
+        .ask(
+            s["id"].as_str().unwrap(),
+            "Which datasets are there? Use the tools.",
+        )
+        .await;
+    check_run(&events);
+    for call in events.iter().filter(|e| e.event == "tool_call") {
+        let tool = call.data["tool"].as_str().unwrap();
+        assert!(
+            ["list_datasets", "list_tables", "describe_table"].contains(&tool),
+            "{call:?}"
+        );
+    }
+    let last = events.last().unwrap();
+    assert!(
+        last.event == "complete"
+            || ["step_limit", "budget_exceeded", "timeout"]
+                .contains(&last.data["code"].as_str().unwrap_or("")),
+        "{last:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_whose_process_died_is_ended_with_an_error_event() {
+    let f = fixture(&[]).await;
+    let s = f.session(&f.ws.token).await;
+    let id = s["id"].as_str().unwrap();
+    let c = f.app.db.client().await;
+    // A run left `running` by a process that died 40 s ago, after sending one event.
+    let run = uuid::Uuid::new_v4();
+    c.execute(
+        "INSERT INTO chat_runs (id, session_id, team_id, user_id, replay_token_hash, replay_expires_at, heartbeat_at) \
+         SELECT $1, id, team_id, user_id, repeat('0', 64), now() + interval '1 hour', now() - interval '40 seconds' \
+         FROM session_manifests WHERE id = $2::text::uuid",
+        &[&run, &id],
+    )
+    .await
+    .unwrap();
+    c.execute(
+        "INSERT INTO chat_run_events (run_id, seq, event, data) VALUES ($1, 1, 'run', '{}')",
+        &[&run],
+    )
+    .await
+    .unwrap();
+    // The session takes a new message: the dead run is ended first.
+    let events = f.ask(id, "Which datasets are there?").await;
+    check_run(&events);
+    let r = f
+        .http
+        .get(format!(
+            "{}/v1/chat/sessions/{id}/runs/{run}/events?after=0",
+            f.base
+        ))
+        .bearer_auth(&f.ws.token)
+        .send()
+        .await
+        .unwrap();
+    let ended = read_events(r, 10).await;
+    assert_eq!(ended.len(), 2);
+    assert_eq!(
+        (ended[1].event.as_str(), ended[1].data["code"].as_str()),
+        ("error", Some("internal"))
+    );
 }

@@ -23,12 +23,68 @@ variables {
   artifacts_dir = "./tests/fake-artifacts"
 }
 
-run "teams_only" {
+run "defaults" {
   command = plan
 
   assert {
+    condition     = keys(aws_lambda_function.fn) == ["catalog", "chat", "connections", "data", "generate", "precompute", "teams"]
+    error_message = "every function of the catalogue is enabled by default"
+  }
+  assert {
+    condition     = length(aws_apigatewayv2_route.fn) == 8 + 5 + 5 + 2 + 1
+    error_message = "API routes of the non-streaming functions (teams, connections, catalog, data, precompute)"
+  }
+  assert {
+    condition     = toset(keys(aws_lambda_function_url.stream)) == toset(["chat", "generate"])
+    error_message = "chat and generate stream, through Function URLs"
+  }
+  assert {
+    condition     = length([for k, r in aws_apigatewayv2_route.fn : k if startswith(split(" ", k)[1], "/v1/chat/")]) == 0
+    error_message = "no chat route on the HTTP API: the streaming binary cannot answer API Gateway"
+  }
+  assert {
+    condition     = aws_lambda_function_url.stream["chat"].invoke_mode == "RESPONSE_STREAM" && aws_lambda_function_url.stream["chat"].authorization_type == "NONE"
+    error_message = "chat's Function URL streams, and the function verifies the JWT itself"
+  }
+  assert {
+    condition     = aws_lambda_function.fn["chat"].timeout == 900
+    error_message = "chat runs stream for minutes: Lambda's maximum timeout"
+  }
+  assert {
+    condition     = aws_lambda_function.fn["chat"].environment[0].variables["LLM_PROVIDER"] == "anthropic" && aws_lambda_function.fn["chat"].environment[0].variables["CHAT_MAX_RUN_SECS"] == "300"
+    error_message = "chat names its provider and its run limit"
+  }
+  assert {
+    condition     = !contains(keys(aws_lambda_function.fn["data"].environment[0].variables), "LLM_PROVIDER")
+    error_message = "LLM settings only for the llm functions"
+  }
+  assert {
+    condition     = length(aws_secretsmanager_secret.anthropic_api_key) == 1 && length(aws_secretsmanager_secret.openai_api_key) == 0
+    error_message = "only the configured provider's secret"
+  }
+  assert {
+    condition     = keys(aws_cloudwatch_event_rule.schedule) == ["precompute"]
+    error_message = "precompute is scheduled"
+  }
+}
+
+run "teams_only" {
+  command = plan
+
+  variables {
+    function_overrides = {
+      connections = { enabled = false }
+      catalog     = { enabled = false }
+      generate    = { enabled = false }
+      data        = { enabled = false }
+      precompute  = { enabled = false }
+      chat        = { enabled = false }
+    }
+  }
+
+  assert {
     condition     = keys(aws_lambda_function.fn) == ["teams"]
-    error_message = "only teams is enabled by default"
+    error_message = "only teams is enabled"
   }
   assert {
     condition     = length(aws_apigatewayv2_route.fn) == 8
@@ -36,7 +92,7 @@ run "teams_only" {
   }
   assert {
     condition     = length(aws_lambda_function_url.stream) == 0 && length(aws_cloudwatch_event_rule.schedule) == 0
-    error_message = "no streaming or scheduled function by default"
+    error_message = "no streaming or scheduled function"
   }
   assert {
     condition     = aws_lambda_function.fn["teams"].environment[0].variables["CACHE_BUCKET"] == "s3://bridge-123456789012-eu-west-1-cache"
@@ -57,12 +113,8 @@ run "everything" {
 
   variables {
     function_overrides = {
-      connections = { enabled = true }
-      catalog     = { enabled = true }
-      generate    = { enabled = true }
-      data        = { enabled = true }
-      precompute  = { enabled = true, reserved_concurrency = 2 }
-      chat        = { enabled = true }
+      precompute = { reserved_concurrency = 2 }
+      chat       = { memory_mb = 2048 }
     }
     cors_allowed_origins = ["https://app.example.com", "https://admin.example.com"]
   }
@@ -72,20 +124,12 @@ run "everything" {
     error_message = "seven functions"
   }
   assert {
-    condition     = toset(keys(aws_lambda_function_url.stream)) == toset(["chat", "generate"])
-    error_message = "chat and generate stream"
-  }
-  assert {
-    condition     = length(aws_apigatewayv2_route.fn) == 8 + 5 + 4 + 2 + 1
-    error_message = "API routes of the non-streaming functions"
-  }
-  assert {
-    condition     = keys(aws_cloudwatch_event_rule.schedule) == ["precompute"]
-    error_message = "precompute is scheduled"
-  }
-  assert {
     condition     = aws_lambda_function.fn["precompute"].reserved_concurrent_executions == 2 && aws_lambda_function.fn["teams"].reserved_concurrent_executions == -1
     error_message = "reserved concurrency override"
+  }
+  assert {
+    condition     = aws_lambda_function.fn["chat"].memory_size == 2048
+    error_message = "memory override"
   }
   assert {
     condition     = aws_lambda_function.fn["chat"].environment[0].variables["CORS_ALLOWED_ORIGINS"] == "https://app.example.com,https://admin.example.com"
@@ -99,6 +143,50 @@ run "everything" {
     condition     = aws_lambda_function.fn["generate"].timeout == 900 && aws_lambda_function.fn["teams"].timeout == 29
     error_message = "timeouts"
   }
+}
+
+run "openai_compatible" {
+  command = plan
+
+  variables {
+    llm_provider      = "openai"
+    llm_settings      = { OPENAI_BASE_URL = "https://llm.internal.example.com/v1", OPENAI_MODEL = "qwen2.5-coder" }
+    chat_max_run_secs = 600
+  }
+
+  assert {
+    condition     = length(aws_secretsmanager_secret.openai_api_key) == 1 && length(aws_secretsmanager_secret.anthropic_api_key) == 0
+    error_message = "the OpenAI-compatible key's secret instead of Anthropic's"
+  }
+  assert {
+    condition     = contains(keys(aws_lambda_function.fn["chat"].environment[0].variables), "OPENAI_API_KEY") && !contains(keys(aws_lambda_function.fn["chat"].environment[0].variables), "ANTHROPIC_API_KEY")
+    error_message = "chat gets the OpenAI-compatible key"
+  }
+  assert {
+    condition     = aws_lambda_function.fn["chat"].environment[0].variables["OPENAI_BASE_URL"] == "https://llm.internal.example.com/v1" && aws_lambda_function.fn["chat"].environment[0].variables["CHAT_MAX_RUN_SECS"] == "600"
+    error_message = "LLM settings reach chat"
+  }
+}
+
+run "a_run_must_end_before_the_timeout" {
+  command = plan
+
+  variables {
+    function_overrides = { chat = { timeout_s = 600 } }
+    chat_max_run_secs  = 600
+  }
+
+  expect_failures = [aws_lambda_function.fn]
+}
+
+run "api_keys_are_not_settings" {
+  command = plan
+
+  variables {
+    llm_settings = { ANTHROPIC_API_KEY = "sk-ant-in-tfvars" }
+  }
+
+  expect_failures = [var.llm_settings]
 }
 
 run "least_privilege" {
@@ -129,11 +217,7 @@ run "least_privilege" {
   }
 
   variables {
-    function_overrides = {
-      connections = { enabled = true }
-      catalog     = { enabled = true }
-      chat        = { enabled = true }
-    }
+    function_overrides = {}
   }
 
   assert {
@@ -141,19 +225,27 @@ run "least_privilege" {
     error_message = "teams touches no bucket and no key"
   }
   assert {
-    condition     = [for s in data.aws_iam_policy_document.fn["catalog"].statement : s.sid] == ["OwnLogGroup", "Tracing", "ReadBuckets", "BucketEncryption", "EnvelopeEncryption"]
-    error_message = "catalog reads credentials and decrypts"
+    condition     = [for s in data.aws_iam_policy_document.fn["catalog"].statement : s.sid] == ["OwnLogGroup", "Tracing", "ReadBuckets", "WriteBuckets", "BucketEncryption", "DispatchJobs", "EnvelopeEncryption"]
+    error_message = "catalog reads credentials, writes the cache, runs its jobs and decrypts"
   }
   assert {
-    condition     = toset(data.aws_iam_policy_document.fn["catalog"].statement[4].actions) == toset(["kms:Decrypt"])
+    condition     = toset(data.aws_iam_policy_document.fn["catalog"].statement[6].actions) == toset(["kms:Decrypt"])
     error_message = "catalog only decrypts"
   }
   assert {
-    condition     = toset(data.aws_iam_policy_document.fn["catalog"].statement[2].resources) == toset(["arn:aws:s3:::test-credentials", "arn:aws:s3:::test-credentials/*"])
-    error_message = "catalog reads the credentials bucket only"
+    condition     = toset(data.aws_iam_policy_document.fn["catalog"].statement[2].resources) == toset(["arn:aws:s3:::test-credentials", "arn:aws:s3:::test-credentials/*", "arn:aws:s3:::test-cache", "arn:aws:s3:::test-cache/*"])
+    error_message = "catalog reads the credentials and cache buckets only"
   }
   assert {
     condition     = toset(data.aws_iam_policy_document.fn["chat"].statement[3].resources) == toset(["arn:aws:s3:::test-sessions/*", "arn:aws:s3:::test-cache/*"])
     error_message = "chat writes sessions and cache only"
+  }
+  assert {
+    condition     = toset(data.aws_iam_policy_document.fn["chat"].statement[2].resources) == toset(["arn:aws:s3:::test-credentials", "arn:aws:s3:::test-credentials/*", "arn:aws:s3:::test-sessions", "arn:aws:s3:::test-sessions/*", "arn:aws:s3:::test-cache", "arn:aws:s3:::test-cache/*"])
+    error_message = "chat reads credentials, sessions and cache, not dashboards"
+  }
+  assert {
+    condition     = [for s in data.aws_iam_policy_document.fn["chat"].statement : s.sid] == ["OwnLogGroup", "Tracing", "ReadBuckets", "WriteBuckets", "BucketEncryption", "EnvelopeEncryption"]
+    error_message = "chat decrypts warehouse credentials and invokes no job function"
   }
 }
