@@ -60,7 +60,15 @@ struct Inner {
     provider: DynProvider,
     limits: settings::RunLimits,
     max_tokens: u32,
+    /// The active prompt blocks as system blocks, read at most every [`PROMPTS_FRESH_FOR`]
+    /// (they change when `bridge migrate` seeds new versions).
+    prompts: tokio::sync::Mutex<Option<(Instant, Arc<Vec<llm::SystemBlock>>)>>,
+    /// Tool registries by tool set (building one generates and compiles their schemas).
+    registries: std::sync::Mutex<std::collections::HashMap<Vec<String>, ai::tools::Registry>>,
 }
+
+/// How long the prompt blocks read from Postgres are used before they are read again.
+const PROMPTS_FRESH_FOR: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for Chat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,7 +138,33 @@ impl Chat {
             provider,
             limits,
             max_tokens,
+            prompts: tokio::sync::Mutex::new(None),
+            registries: std::sync::Mutex::new(std::collections::HashMap::new()),
         }))
+    }
+
+    /// The active prompt blocks, as the system blocks of a request.
+    async fn system_blocks(&self) -> Result<Arc<Vec<llm::SystemBlock>>, ai::AiError> {
+        let mut cached = self.0.prompts.lock().await;
+        if let Some((at, blocks)) = cached.as_ref()
+            && at.elapsed() < PROMPTS_FRESH_FOR
+        {
+            return Ok(blocks.clone());
+        }
+        let blocks = ai::prompts::active(&self.0.db).await?;
+        let blocks = Arc::new(ai::prompts::system_blocks(&blocks));
+        *cached = Some((Instant::now(), blocks.clone()));
+        Ok(blocks)
+    }
+
+    /// The registry of `tools` (built once per tool set).
+    fn registry(&self, tools: &[String]) -> ai::tools::Registry {
+        let mut all = self.0.registries.lock().unwrap_or_else(|e| e.into_inner());
+        all.entry(tools.to_vec())
+            .or_insert_with(|| {
+                crate::chat_tools::registry(&self.0.catalog, Some(self.0.tool_cache.clone()), tools)
+            })
+            .clone()
     }
 
     pub fn provider(&self) -> &DynProvider {
@@ -645,18 +679,26 @@ impl Run {
         let chat = self.chat.clone();
         let sessions = &chat.0.sessions;
         let internal = |e: ai::AiError| Stop::new("internal", e.to_string());
-        sessions
-            .append(self.session.id, &[Message::user(message)])
-            .await
-            .map_err(internal)?;
-        let blocks = ai::prompts::active(&chat.0.db).await.map_err(internal)?;
-        let system = ai::prompts::system_blocks(&blocks);
-        let registry = crate::chat_tools::registry(
-            &chat.0.catalog,
-            Some(chat.0.tool_cache.clone()),
-            &self.session.tools,
+        // What the first model call needs is read at once, side by side, and the user's
+        // message is written meanwhile (its append is awaited before anything else is
+        // appended): the call starts as early as it can. History is what the session held
+        // when the run started (no other run can add to it: one run at a time).
+        let user_message = Message::user(message);
+        let appending = {
+            let sessions = sessions.clone();
+            let id = self.session.id;
+            let m = user_message.clone();
+            tokio::spawn(async move { sessions.append(id, std::slice::from_ref(&m)).await })
+        };
+        let mut appending = Some(appending);
+        let before = self.session.message_count.saturating_add(1);
+        let (past, system, epoch) = tokio::join!(
+            sessions.history(self.session.id, HISTORY - 1, Some(before)),
+            chat.system_blocks(),
+            self.catalog_epoch(),
         );
-        let epoch = self.catalog_epoch().await;
+        let system = system.map_err(internal)?;
+        let registry = chat.registry(&self.session.tools);
         let tool_ctx = ToolContext {
             team_id: self.session.team_id,
             user_id: self.user,
@@ -664,13 +706,13 @@ impl Run {
             session_id: Some(self.session.id),
             cache_epoch: epoch,
         };
-        let mut history: Vec<Message> = sessions
-            .recent(self.session.id, HISTORY)
-            .await
+        let mut history: Vec<Message> = past
             .map_err(internal)?
             .into_iter()
+            .rev()
             .map(|m| m.message)
             .collect();
+        history.push(user_message);
         // A history must open with the user's words, not a tool result without its call.
         while history.first().is_some_and(|m| {
             m.role != llm::Role::User
@@ -687,10 +729,17 @@ impl Run {
         for step in 1..=limits.steps {
             let mut request = Request::new(history.clone(), chat.0.max_tokens);
             request.model = self.session.model.clone();
-            request.system = system.clone();
+            request.system = system.as_ref().clone();
             request.tools = registry.specs();
             request.cache_history = true;
-            let (turn, record) = self.model_call(&request, started, &limits).await?;
+            let called = self.model_call(&request, started, &limits).await;
+            if let Some(pending) = appending.take() {
+                pending
+                    .await
+                    .map_err(|e| Stop::new("internal", e.to_string()))?
+                    .map_err(internal)?;
+            }
+            let (turn, record) = called?;
             total.input_tokens += turn.usage.input_tokens;
             total.output_tokens += turn.usage.output_tokens;
             total.cache_read_tokens += turn.usage.cache_read_tokens;
