@@ -105,7 +105,8 @@ const HISTORY: usize = 40;
 /// The longest message a user may send.
 pub const MAX_MESSAGE_CHARS: usize = 32_000;
 
-fn ai_error(e: ai::AiError) -> ApiError {
+/// An AI SDK error as the API answers it.
+pub fn ai_error(e: ai::AiError) -> ApiError {
     match e {
         ai::AiError::NotFound(what) => ApiError::not_found("not_found", format!("no such {what}")),
         ai::AiError::Invalid { field, message } => ApiError::invalid_field(field, message),
@@ -484,7 +485,8 @@ impl Chat {
         }
     }
 
-    /// The run's events after `after`, and whether the run has ended.
+    /// The run's events after `after` (at most `limit`), and whether they are its last: the
+    /// run has ended and nothing follows them.
     pub async fn events_after(
         &self,
         run_id: Uuid,
@@ -492,16 +494,19 @@ impl Chat {
         limit: i64,
     ) -> ApiResult<(Vec<RunEvent>, bool)> {
         let client = self.0.db.get().await?;
+        // The status first: a run's terminal event commits with its status, so once the
+        // status says it ended, the read below sees every event it wrote.
+        let status: String = client
+            .query_one("SELECT status FROM chat_runs WHERE id = $1", &[&run_id])
+            .await?
+            .get(0);
         let rows = client
             .query(
                 "SELECT seq, event, data FROM chat_run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                 &[&run_id, &after, &limit],
             )
             .await?;
-        let status: String = client
-            .query_one("SELECT status FROM chat_runs WHERE id = $1", &[&run_id])
-            .await?
-            .get(0);
+        let ended = status != "running" && (rows.len() as i64) < limit;
         Ok((
             rows.iter()
                 .map(|r| RunEvent {
@@ -510,7 +515,7 @@ impl Chat {
                     data: r.get(2),
                 })
                 .collect(),
-            status != "running",
+            ended,
         ))
     }
 }

@@ -442,16 +442,7 @@ async fn replay(
                 match chat.events_after(run_id, after, 500).await {
                     Ok((more, now_ended)) => {
                         queue.extend(more);
-                        ended = now_ended && queue.is_empty() && {
-                            // Events written just before the end: read once more.
-                            match chat.events_after(run_id, after, 500).await {
-                                Ok((last, _)) => {
-                                    queue.extend(last);
-                                    queue.is_empty()
-                                }
-                                Err(_) => true,
-                            }
-                        };
+                        ended = now_ended;
                     }
                     Err(e) => {
                         tracing::warn!(run = %run_id, error = %e, "replaying a run's events");
@@ -552,7 +543,7 @@ async fn messages(
             .sessions()
             .history(id, 200, cursor)
             .await
-            .map_err(|e| ApiError::internal(anyhow_like(e)))?;
+            .map_err(services::chat::ai_error)?;
         if page.is_empty() {
             break;
         }
@@ -596,10 +587,6 @@ fn llm_role(user: bool) -> llm::Role {
     }
 }
 
-fn anyhow_like(e: ai::AiError) -> std::io::Error {
-    std::io::Error::other(e.to_string())
-}
-
 /// The most messages an export carries (a session rotates chunks at 1,000 messages; this
 /// bounds one download).
 const MAX_EXPORT_MESSAGES: usize = 20_000;
@@ -627,7 +614,7 @@ async fn export(
             .sessions()
             .history(id, 200, cursor)
             .await
-            .map_err(|e| ApiError::internal(anyhow_like(e)))?;
+            .map_err(services::chat::ai_error)?;
         if page.is_empty() || messages.len() >= MAX_EXPORT_MESSAGES {
             break;
         }
@@ -640,7 +627,7 @@ async fn export(
         .calls()
         .for_session(id, 200)
         .await
-        .map_err(|e| ApiError::internal(anyhow_like(e)))?;
+        .map_err(services::chat::ai_error)?;
     let mut out = Vec::new();
     let mut line = |v: Value| {
         out.extend_from_slice(v.to_string().as_bytes());
