@@ -7,7 +7,7 @@
 use std::{sync::Arc, time::Instant};
 
 use deadpool_postgres::Pool;
-use llm::{Event, LlmError, PriceTable, Provider, Request, StopReason, Turn, Usage};
+use llm::{Event, PriceTable, Provider, Request, StopReason, Turn, Usage};
 use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -21,6 +21,18 @@ pub struct CallContext {
     pub session_id: Option<Uuid>,
     /// `chat`, `dashboard_generation`, `session_summary`, …
     pub purpose: String,
+}
+
+/// How a call ended, for [`ModelCalls::record_of`].
+#[derive(Debug)]
+pub struct Finished<'a> {
+    pub usage: Usage,
+    pub first_event: Option<std::time::Duration>,
+    pub latency: std::time::Duration,
+    /// `None` when the call failed.
+    pub stop: Option<&'a StopReason>,
+    /// Its code and message, when it failed.
+    pub error: Option<String>,
 }
 
 /// One recorded call.
@@ -111,26 +123,48 @@ impl ModelCalls {
         };
         let latency = started.elapsed();
         let (usage, stop, error) = match &outcome {
-            Ok(turn) => (turn.usage, Some(stop_name(&turn.stop)), None),
-            Err(e) => (usage_seen, None, Some(describe(e))),
+            Ok(turn) => (turn.usage, Some(turn.stop.clone()), None),
+            Err(e) => (usage_seen, None, Some(format!("{}: {e}", e.code()))),
         };
-        let record = CallRecord {
+        let record = self.record_of(
+            provider,
+            &model,
+            ctx,
+            Finished {
+                usage,
+                first_event: first,
+                latency,
+                stop: stop.as_ref(),
+                error,
+            },
+        );
+        self.record(&record).await?;
+        Ok(outcome?)
+    }
+
+    /// The record of a finished call: costed from the price table, its error bounded.
+    pub fn record_of(
+        &self,
+        provider: &dyn Provider,
+        model: &str,
+        ctx: &CallContext,
+        done: Finished<'_>,
+    ) -> CallRecord {
+        CallRecord {
             id: Uuid::now_v7(),
             team_id: ctx.team_id,
             session_id: ctx.session_id,
             provider: provider.name().to_owned(),
-            model: model.clone(),
+            model: model.to_owned(),
             purpose: ctx.purpose.clone(),
-            usage,
-            cost_usd: self.prices.cost(&model, &usage).map(|c| c.usd()),
-            first_token_ms: first.map(ms),
-            latency_ms: ms(latency),
-            stop_reason: stop,
-            error,
+            usage: done.usage,
+            cost_usd: self.prices.cost(model, &done.usage).map(|c| c.usd()),
+            first_token_ms: done.first_event.map(ms),
+            latency_ms: ms(done.latency),
+            stop_reason: done.stop.map(stop_name),
+            error: done.error.map(|e| llm::truncate(&e, 590)),
             executed_at: OffsetDateTime::now_utc(),
-        };
-        self.record(&record).await?;
-        Ok(outcome?)
+        }
     }
 
     /// Writes one call and moves its session's totals, in one transaction.
@@ -227,9 +261,4 @@ impl ModelCalls {
             })
             .collect()
     }
-}
-
-/// An error as recorded: its code and message, bounded.
-fn describe(e: &LlmError) -> String {
-    llm::truncate(&format!("{}: {e}", e.code()), 590)
 }

@@ -991,23 +991,25 @@ impl Run {
         } else {
             request.model.clone()
         };
-        let record = CallRecord {
-            id: Uuid::now_v7(),
+        let ctx = ai::calls::CallContext {
             team_id: self.session.team_id,
             session_id: Some(self.session.id),
-            provider: provider.name().to_owned(),
-            model: model.clone(),
             purpose: "chat".into(),
-            usage,
-            cost_usd: chat.0.calls.prices().cost(&model, &usage).map(|c| c.usd()),
-            first_token_ms: first.map(|d| i32::try_from(d.as_millis()).unwrap_or(i32::MAX)),
-            latency_ms: i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX),
-            stop_reason: stop.as_ref().map(|s| format!("{s:?}").to_lowercase()),
-            error: failure
-                .as_ref()
-                .map(|f| llm::truncate(&format!("{}: {}", f.code, f.message), 590)),
-            executed_at: OffsetDateTime::now_utc(),
         };
+        let record = chat.0.calls.record_of(
+            provider.as_ref(),
+            &model,
+            &ctx,
+            ai::calls::Finished {
+                usage,
+                first_event: first,
+                latency: started.elapsed(),
+                stop: stop.as_ref(),
+                error: failure
+                    .as_ref()
+                    .map(|f| format!("{}: {}", f.code, f.message)),
+            },
+        );
         if let Err(e) = chat.0.calls.record(&record).await {
             tracing::error!(run = %self.id, error = %e, "a model call could not be recorded");
         }
