@@ -96,7 +96,8 @@ locals {
       llm       = true
       jobs      = "none"
       kms       = "decrypt"
-      buckets   = { credentials = "read", dashboards = "readwrite", cache = "readwrite" }
+      # The agent's runs are chat sessions (POST /v1/dashboards/generate): their logs too.
+      buckets = { credentials = "read", dashboards = "readwrite", cache = "readwrite", sessions = "readwrite" }
       routes = [
         "POST /v1/dashboards/validate",
         "POST /v1/teams/{team_id}/dashboards",

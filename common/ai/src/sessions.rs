@@ -279,6 +279,21 @@ impl Sessions {
         Ok(())
     }
 
+    /// Links the session to the dashboard it wrote (a follow-up edits that one).
+    pub async fn set_dashboard(&self, id: Uuid, dashboard_id: Uuid) -> Result<()> {
+        let client = self.pool.get().await?;
+        let n = client
+            .execute(
+                "UPDATE session_manifests SET dashboard_id = $2, updated_at = now() WHERE id = $1",
+                &[&id, &dashboard_id],
+            )
+            .await?;
+        if n == 0 {
+            return Err(AiError::NotFound("session"));
+        }
+        Ok(())
+    }
+
     pub async fn set_summary(&self, id: Uuid, summary: &str, through: i32) -> Result<()> {
         let summary: String = summary.trim().chars().take(499).collect();
         let client = self.pool.get().await?;

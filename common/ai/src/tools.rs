@@ -32,6 +32,52 @@ pub struct ToolContext {
     /// What else makes cached results (for catalog tools: the connection's last scan), so
     /// that a new scan is never answered from an old one's cache.
     pub cache_epoch: String,
+    /// What earlier calls of the same run established (which SQL was dry-run, which YAML
+    /// validated), for the checks of later ones. A fresh one for each run.
+    pub facts: Arc<RunFacts>,
+}
+
+/// Facts one run's tools established, and the quantities they used (warehouse bytes…), for
+/// the tools that come after them in the same run and for the run's totals. Guarantees such
+/// as "nothing is saved that was not dry-run in this run" are checked against it by code,
+/// not asked of the model.
+#[derive(Debug, Default)]
+pub struct RunFacts(std::sync::Mutex<FactsInner>);
+
+#[derive(Debug, Default)]
+struct FactsInner {
+    facts: std::collections::HashSet<String>,
+    totals: BTreeMap<&'static str, u64>,
+    values: BTreeMap<&'static str, String>,
+}
+
+impl RunFacts {
+    fn inner(&self) -> std::sync::MutexGuard<'_, FactsInner> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Records that `fact` holds for the rest of the run.
+    pub fn record(&self, fact: impl Into<String>) {
+        self.inner().facts.insert(fact.into());
+    }
+    pub fn holds(&self, fact: &str) -> bool {
+        self.inner().facts.contains(fact)
+    }
+    /// Adds `n` to the run's total of `what`.
+    pub fn add(&self, what: &'static str, n: u64) {
+        let mut inner = self.inner();
+        let t = inner.totals.entry(what).or_default();
+        *t = t.saturating_add(n);
+    }
+    pub fn total(&self, what: &'static str) -> u64 {
+        self.inner().totals.get(what).copied().unwrap_or(0)
+    }
+    /// Sets a named value of the run (what was asked of it, what it produced).
+    pub fn set(&self, what: &'static str, value: impl Into<String>) {
+        self.inner().values.insert(what, value.into());
+    }
+    pub fn get(&self, what: &'static str) -> Option<String> {
+        self.inner().values.get(what).cloned()
+    }
 }
 
 /// Why a tool did not answer; the message goes to the model.

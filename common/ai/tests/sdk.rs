@@ -698,6 +698,7 @@ fn ctx(w: &World, team: Uuid, connection: Uuid) -> ToolContext {
         connection_id: Some(connection),
         session_id: None,
         cache_epoch: "scan-1".into(),
+        facts: Default::default(),
     }
 }
 

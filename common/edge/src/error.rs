@@ -43,6 +43,8 @@ pub struct ApiError {
     pub errors: Vec<FieldError>,
     /// What went wrong inside; logged, never sent.
     pub source: Option<anyhow::Error>,
+    /// Seconds for a `Retry-After` header (429s; a 503 says 2 unless told).
+    pub retry_after: Option<u64>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -59,7 +61,19 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             source: None,
+            retry_after: None,
         }
+    }
+
+    /// 429: a rate limit or a budget is spent; `Retry-After` says when to come back.
+    pub fn too_many_requests(
+        code: &'static str,
+        detail: impl Into<Cow<'static, str>>,
+        retry_after_secs: u64,
+    ) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, code, detail);
+        e.retry_after = Some(retry_after_secs.max(1));
+        e
     }
 
     /// 400: the request cannot be read (malformed JSON, bad path or query parameter).
@@ -181,7 +195,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(self.to_problem())).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
         }
         if self.status == StatusCode::UNAUTHORIZED {

@@ -189,6 +189,14 @@ impl Catalog {
         list_datasets(&client, id, page).await
     }
 
+    /// The warehouse type of connection `id` (it was read by a caller allowed to).
+    pub async fn dialect(&self, id: Uuid) -> ApiResult<platform::warehouse::Dialect> {
+        let client = self.0.db.get().await?;
+        crate::connections::dialect_of(&client, id)
+            .await?
+            .ok_or_else(crate::connections::connection_not_found)
+    }
+
     /// A page of dataset `id`'s scanned tables, by name (members).
     pub async fn tables(
         &self,

@@ -24,7 +24,7 @@ use ai::{
     calls::{CallRecord, ModelCalls},
     sessions::{Manifest, NewSession, Sessions, Status},
     tool_cache::ToolCache,
-    tools::ToolContext,
+    tools::{RunFacts, ToolContext},
 };
 use base::domain::Role;
 use deadpool_postgres::Pool;
@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::catalog::Catalog;
+use crate::{catalog::Catalog, dashboards::Dashboards, generate_tools};
 
 /// One event of a run, as kept and as sent.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,6 +57,7 @@ struct Inner {
     calls: ModelCalls,
     tool_cache: ToolCache,
     catalog: Catalog,
+    dashboards: Dashboards,
     provider: DynProvider,
     limits: settings::RunLimits,
     max_tokens: u32,
@@ -88,9 +89,67 @@ pub struct NewChat {
     pub tools: Option<Vec<String>>,
 }
 
-/// A started run: its id, the token that opens its replay, and its live events.
+/// What `POST /v1/dashboards/generate` asks for.
+#[derive(Debug, Clone)]
+pub struct NewGeneration {
+    pub connection_id: Uuid,
+    pub prompt: String,
+    pub slug: Option<String>,
+    pub session_id: Option<Uuid>,
+}
+
+/// The purpose of a session that writes a dashboard.
+pub const GENERATE_PURPOSE: &str = "generate";
+
+/// What a generation run adds to a chat run: a last system block about the run, and the
+/// facts its tools prove.
+struct Generation {
+    context: String,
+    facts: Arc<RunFacts>,
+}
+
+/// What a generation run saved (slug, version, dashboard id), with where to see it.
+fn saved(facts: &RunFacts) -> Option<Value> {
+    let mut v: Value = serde_json::from_str(&facts.get(generate_tools::SAVED)?).ok()?;
+    let slug = v["slug"].as_str()?.to_owned();
+    v["preview_url"] = json!(generate_tools::preview_url(&slug));
+    Some(v)
+}
+
+/// A slug as the dashboard schema has it: at most 64 lowercase letters and digits in words
+/// joined by single hyphens.
+fn check_slug(slug: &str) -> ApiResult<()> {
+    let ok = (1..=64).contains(&slug.len())
+        && slug.split('-').all(|w| {
+            !w.is_empty()
+                && w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_field(
+            "slug",
+            "at most 64 lowercase letters and digits, in words joined by single hyphens (e.g. revenue-overview)",
+        ))
+    }
+}
+
+fn check_message(field: &'static str, message: &str) -> ApiResult<()> {
+    let chars = message.chars().count();
+    if message.trim().is_empty() || chars > MAX_MESSAGE_CHARS {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("1 to {MAX_MESSAGE_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A started run: its id, its session's, and its live events.
 pub struct Started {
     pub run_id: Uuid,
+    pub session_id: Uuid,
     pub events: mpsc::Receiver<RunEvent>,
 }
 
@@ -126,6 +185,7 @@ impl Chat {
         calls: ModelCalls,
         tool_cache: ToolCache,
         catalog: Catalog,
+        dashboards: Dashboards,
         provider: DynProvider,
         limits: settings::RunLimits,
         max_tokens: u32,
@@ -136,6 +196,7 @@ impl Chat {
             calls,
             tool_cache,
             catalog,
+            dashboards,
             provider,
             limits,
             max_tokens,
@@ -163,7 +224,13 @@ impl Chat {
         let mut all = self.0.registries.lock().unwrap_or_else(|e| e.into_inner());
         all.entry(tools.to_vec())
             .or_insert_with(|| {
-                crate::chat_tools::registry(&self.0.catalog, Some(self.0.tool_cache.clone()), tools)
+                generate_tools::registry(
+                    &self.0.catalog,
+                    &self.0.dashboards,
+                    &self.0.sessions,
+                    Some(self.0.tool_cache.clone()),
+                    tools,
+                )
             })
             .clone()
     }
@@ -399,19 +466,137 @@ impl Chat {
         message: String,
     ) -> ApiResult<Started> {
         let session = self.session(session_id, user, Role::Editor, false).await?;
+        if session.purpose == GENERATE_PURPOSE {
+            return Err(ApiError::conflict(
+                "generation_session",
+                "this session writes a dashboard: continue it with POST /v1/dashboards/generate and its session_id",
+            ));
+        }
+        self.start_run(session, user, message, None).await
+    }
+
+    /// Starts a generation run (`POST /v1/dashboards/generate`): a new `generate` session on
+    /// the connection (editors of its team; 404 for anyone else), or the next message of one,
+    /// whose run may write the session's dashboard.
+    pub async fn generate(&self, user: &CurrentUser, g: NewGeneration) -> ApiResult<Started> {
+        check_message("prompt", &g.prompt)?;
+        if let Some(slug) = &g.slug {
+            check_slug(slug)?;
+        }
+        let (connection, _) = self
+            .0
+            .dashboards
+            .0
+            .connections
+            .get(g.connection_id, user, Role::Editor)
+            .await?;
+        let session = match g.session_id {
+            Some(id) => {
+                let m = self.session(id, user, Role::Editor, false).await?;
+                if m.purpose != GENERATE_PURPOSE {
+                    return Err(ApiError::invalid_field(
+                        "session_id",
+                        "not a generation session: chat sessions stream at /v1/chat/sessions/{id}/stream",
+                    ));
+                }
+                if m.connection_id != Some(connection.id) {
+                    return Err(ApiError::invalid_field(
+                        "session_id",
+                        "this session writes a dashboard on another connection",
+                    ));
+                }
+                m
+            }
+            None => self
+                .0
+                .sessions
+                .create(NewSession {
+                    team_id: connection.team_id,
+                    user_id: user.id,
+                    connection_id: Some(connection.id),
+                    dashboard_id: None,
+                    purpose: GENERATE_PURPOSE.into(),
+                    title: Some(llm::truncate(g.prompt.trim(), 120)),
+                    provider: self.0.provider.name().to_owned(),
+                    model: self.0.provider.default_model().to_owned(),
+                    tools: generate_tools::GENERATE_TOOLS
+                        .iter()
+                        .map(|t| (*t).to_owned())
+                        .collect(),
+                })
+                .await
+                .map_err(ai_error)?,
+        };
+        // The session's dashboard, when it wrote one: the run edits it.
+        let linked = match session.dashboard_id {
+            Some(id) => {
+                let client = self.0.db.get().await?;
+                client
+                    .query_opt("SELECT slug, version FROM dashboards WHERE id = $1", &[&id])
+                    .await?
+                    .map(|r| (r.get::<_, String>(0), r.get::<_, i32>(1)))
+            }
+            None => None,
+        };
+        if let (Some((linked, _)), Some(wanted)) = (&linked, &g.slug)
+            && linked != wanted
+        {
+            return Err(ApiError::invalid_field(
+                "slug",
+                format!("this session edits the dashboard `{linked}`"),
+            ));
+        }
+        let facts = RunFacts::default();
+        if let Some(slug) = &g.slug {
+            facts.set(generate_tools::WANTED_SLUG, slug.clone());
+        }
+        let mut context = format!(
+            "{}\n\nThis run writes one dashboard with the tools; the tools enforce what follows, so follow it and read their answers.\n\n- connection_id: {}\n- warehouse: {}\n",
+            crate::generate_planner::CONTEXT_HEADING,
+            connection.id,
+            connection.warehouse_type.as_str(),
+        );
+        if let Some(slug) = &g.slug {
+            context.push_str(&format!("- slug: {slug}\n"));
+        }
+        match &linked {
+            Some((slug, version)) => context.push_str(&format!(
+                "- dashboard: {slug} version {version}\n\nThis session wrote `{slug}`: the request changes it, saved as its next version with the same slug.\n"
+            )),
+            None => context.push_str(
+                "\nSave a new dashboard (choose a kebab-case slug unless one is given above).\n",
+            ),
+        }
+        let generation = Generation {
+            context,
+            facts: Arc::new(facts),
+        };
+        self.start_run(session, user, g.prompt, Some(generation))
+            .await
+    }
+
+    async fn start_run(
+        &self,
+        session: Manifest,
+        user: &CurrentUser,
+        message: String,
+        generation: Option<Generation>,
+    ) -> ApiResult<Started> {
+        let session_id = session.id;
         if session.status != Status::Active {
             return Err(ApiError::conflict(
                 "session_archived",
                 "the session is archived",
             ));
         }
-        let chars = message.chars().count();
-        if message.trim().is_empty() || chars > MAX_MESSAGE_CHARS {
-            return Err(ApiError::invalid_field(
-                "message",
-                format!("1 to {MAX_MESSAGE_CHARS} characters"),
-            ));
-        }
+        check_message(
+            if generation.is_some() {
+                "prompt"
+            } else {
+                "message"
+            },
+            &message,
+        )?;
         // A run whose process died must not hold the session for ever.
         self.reap(Some(session_id)).await?;
         let run_id = Uuid::now_v7();
@@ -451,9 +636,20 @@ impl Chat {
             client_gone: false,
             stop: CancellationToken::new(),
             draining: Arc::default(),
+            facts: generation
+                .as_ref()
+                .map(|g| g.facts.clone())
+                .unwrap_or_default(),
+            generation: generation.map(|g| g.context),
+            used_tokens: 0,
+            used_usd: 0.0,
         };
         tokio::spawn(run.drive(message, token));
-        Ok(Started { run_id, events: rx })
+        Ok(Started {
+            run_id,
+            session_id,
+            events: rx,
+        })
     }
 
     /// Who may replay a run: its session's viewers as [`Chat::session`] says, or anyone
@@ -534,6 +730,13 @@ struct Run {
     stop: CancellationToken,
     /// Set when the stop came from the process shutting down.
     draining: Arc<std::sync::atomic::AtomicBool>,
+    /// What this run's tools proved (dry runs, validations) and what it saved.
+    facts: Arc<RunFacts>,
+    /// A generation run's context block (the last system block).
+    generation: Option<String>,
+    /// What the run has used so far.
+    used_tokens: u64,
+    used_usd: f64,
 }
 
 /// Why a run ended badly.
@@ -639,9 +842,30 @@ impl Run {
                 &[&self.id, &self.seq, &event, &data],
             )
             .await?;
+            let bytes = self.facts.total(generate_tools::BYTES_ESTIMATED) as i64;
+            let (dashboard_id, version) = saved(&self.facts)
+                .map(|v| {
+                    (
+                        v["dashboard_id"].as_str().and_then(|s| s.parse::<Uuid>().ok()),
+                        v["version"].as_i64().map(|n| n as i32),
+                    )
+                })
+                .unwrap_or((None, None));
             tx.execute(
-                "UPDATE chat_runs SET status = $2, error_code = $3, last_seq = $4, finished_at = now() WHERE id = $1",
-                &[&self.id, &status, &code, &self.seq],
+                "UPDATE chat_runs SET status = $2, error_code = $3, last_seq = $4, finished_at = now(), \
+                   total_tokens = $5, cost_usd = $6, warehouse_bytes = $7, dashboard_id = $8, dashboard_version = $9 \
+                 WHERE id = $1",
+                &[
+                    &self.id,
+                    &status,
+                    &code,
+                    &self.seq,
+                    &(self.used_tokens as i64),
+                    &self.used_usd,
+                    &bytes,
+                    &dashboard_id,
+                    &version,
+                ],
             )
             .await?;
             tx.commit().await?;
@@ -702,7 +926,13 @@ impl Run {
             chat.system_blocks(),
             self.catalog_epoch(),
         );
-        let system = system.map_err(internal)?;
+        let mut system = system.map_err(internal)?.as_ref().clone();
+        if let Some(context) = &self.generation {
+            system.push(llm::SystemBlock {
+                text: context.clone(),
+                cache: false,
+            });
+        }
         let registry = chat.registry(&self.session.tools);
         let tool_ctx = ToolContext {
             team_id: self.session.team_id,
@@ -710,6 +940,7 @@ impl Run {
             connection_id: self.session.connection_id,
             session_id: Some(self.session.id),
             cache_epoch: epoch,
+            facts: self.facts.clone(),
         };
         let mut history: Vec<Message> = past
             .map_err(internal)?
@@ -734,7 +965,7 @@ impl Run {
         for step in 1..=limits.steps {
             let mut request = Request::new(history.clone(), chat.0.max_tokens);
             request.model = self.session.model.clone();
-            request.system = system.as_ref().clone();
+            request.system = system.clone();
             request.tools = registry.specs();
             request.cache_history = true;
             let called = self.model_call(&request, started, &limits).await;
@@ -754,11 +985,14 @@ impl Run {
                 None => unpriced = true,
             }
             let cost_usd = cost_pico as f64 / 1e12;
-            self.emit(
-                "cost_update",
-                json!({"tokens": total.total(), "cost_usd": cost_usd, "cost_known": !unpriced, "step": step}),
-            )
-            .await?;
+            self.used_tokens = total.total();
+            self.used_usd = cost_usd;
+            let mut cost = json!({"tokens": total.total(), "cost_usd": cost_usd, "cost_known": !unpriced, "step": step});
+            if self.generation.is_some() {
+                cost["warehouse_bytes_estimated"] =
+                    json!(self.facts.total(generate_tools::BYTES_ESTIMATED));
+            }
+            self.emit("cost_update", cost).await?;
             let assistant = turn.message();
             if !assistant.content.is_empty() {
                 sessions
@@ -780,23 +1014,54 @@ impl Run {
                 };
                 let result: Value = serde_json::from_str(&outcome.content)
                     .unwrap_or(Value::String(outcome.content.clone()));
+                let created = (call.name == "save_dashboard_yaml" && !outcome.is_error)
+                    .then(|| {
+                        json!({
+                            "slug": result["slug"], "version": result["version"],
+                            "preview_url": result["preview_url"], "dashboard_id": result["dashboard_id"],
+                            "created": result["created"],
+                        })
+                    });
                 self.emit(
                     "tool_result",
                     json!({"id": call.id, "tool": call.name, "result": result, "is_error": outcome.is_error, "cached": outcome.cached, "truncated": outcome.truncated}),
                 )
                 .await?;
+                if let Some(created) = created {
+                    self.emit("dashboard_created", created).await?;
+                }
                 results.push(outcome.to_content());
             }
             if results.is_empty() {
                 if turn.stop == StopReason::Refusal {
                     return Err(Stop::new("provider_error", "the model refused to answer"));
                 }
-                return Ok(json!({
+                let mut done = json!({
                     "total_tokens": total.total(),
                     "total_cost_usd": cost_usd,
                     "cost_known": !unpriced,
                     "steps": step,
-                }));
+                });
+                if self.generation.is_some() {
+                    let Some(dashboard) = saved(&self.facts) else {
+                        let said = turn.text.trim();
+                        return Err(Stop::new(
+                            "no_dashboard",
+                            if said.is_empty() {
+                                "The run ended without saving a dashboard.".to_owned()
+                            } else {
+                                format!(
+                                    "The run ended without saving a dashboard: {}",
+                                    llm::truncate(said, 400)
+                                )
+                            },
+                        ));
+                    };
+                    done["dashboard"] = dashboard;
+                    done["warehouse_bytes_estimated"] =
+                        json!(self.facts.total(generate_tools::BYTES_ESTIMATED));
+                }
+                return Ok(done);
             }
             let tool_message = Message {
                 role: llm::Role::User,
@@ -994,7 +1259,11 @@ impl Run {
         let ctx = ai::calls::CallContext {
             team_id: self.session.team_id,
             session_id: Some(self.session.id),
-            purpose: "chat".into(),
+            purpose: if self.generation.is_some() {
+                "generate".into()
+            } else {
+                "chat".into()
+            },
         };
         let record = chat.0.calls.record_of(
             provider.as_ref(),

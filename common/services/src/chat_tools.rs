@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::catalog::{Catalog, NameCursor};
 
 /// The names of the catalog tools.
-pub const CATALOG_TOOLS: [&str; 3] = ["list_datasets", "list_tables", "describe_table"];
+pub const CATALOG_TOOLS: [&str; 3] = ["list_datasets", "list_tables", "get_table_schema"];
 
 fn user(ctx: &ToolContext) -> CurrentUser {
     CurrentUser {
@@ -47,6 +47,45 @@ fn failed(e: ApiError) -> ToolError {
 
 const MAX_LISTED: u32 = 200;
 
+/// The real names nearest to `wanted` (edit distance, case-insensitive), best first, for a
+/// "not found" that helps the model repair the name.
+pub fn nearest<'a>(
+    wanted: &str,
+    names: impl IntoIterator<Item = &'a str>,
+    n: usize,
+) -> Vec<String> {
+    let wanted = wanted.to_lowercase();
+    let mut scored: Vec<(f64, &str)> = names
+        .into_iter()
+        .map(|name| {
+            let lower = name.to_lowercase();
+            let mut score = strsim::normalized_damerau_levenshtein(&wanted, &lower);
+            if lower.contains(&wanted) || wanted.contains(&lower) {
+                score = score.max(0.6);
+            }
+            (score, name)
+        })
+        .filter(|(score, _)| *score >= 0.34)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    scored.dedup_by(|a, b| a.1 == b.1);
+    scored
+        .into_iter()
+        .take(n)
+        .map(|(_, name)| name.to_owned())
+        .collect()
+}
+
+/// ` Nearest names: a, b.` (or nothing).
+pub fn nearest_note<'a>(wanted: &str, names: impl IntoIterator<Item = &'a str>) -> String {
+    let near = nearest(wanted, names, 3);
+    if near.is_empty() {
+        String::new()
+    } else {
+        format!(" The nearest names: {}.", near.join(", "))
+    }
+}
+
 async fn dataset_id(
     catalog: &Catalog,
     ctx: &ToolContext,
@@ -54,6 +93,7 @@ async fn dataset_id(
 ) -> Result<uuid::Uuid, ToolError> {
     let conn = connection(ctx)?;
     let mut after: Option<NameCursor> = None;
+    let mut seen: Vec<String> = Vec::new();
     loop {
         let page = Page {
             limit: MAX_LISTED,
@@ -66,14 +106,16 @@ async fn dataset_id(
         if let Some(d) = datasets.iter().find(|d| d.name == name) {
             return Ok(d.id);
         }
+        seen.extend(datasets.iter().map(|d| d.name.clone()));
         match (next, datasets.last()) {
             (Some(_), Some(last)) => after = Some(NameCursor(last.name.clone(), last.id)),
             _ => break,
         }
     }
     Err(ToolError::NotFound(format!(
-        "There is no dataset `{}` in this connection's catalog; list_datasets names them.",
-        llm::truncate(name, 100)
+        "There is no dataset `{}` in this connection's catalog; list_datasets names them.{}",
+        llm::truncate(name, 100),
+        nearest_note(name, seen.iter().map(String::as_str))
     )))
 }
 
@@ -86,6 +128,8 @@ pub struct NoInput {}
 
 #[derive(Debug, Serialize)]
 pub struct DatasetsOut {
+    /// `postgres` or `bigquery`: the SQL dialect to write.
+    pub warehouse: String,
     pub datasets: Vec<Value>,
     pub truncated: bool,
 }
@@ -98,7 +142,7 @@ impl Tool for ListDatasets {
         "list_datasets"
     }
     fn description(&self) -> &'static str {
-        "Lists the datasets (BigQuery) or schemas (Postgres) of the session's connection, with their table counts, as the last catalog scan found them."
+        "Lists the datasets (BigQuery) or schemas (Postgres) of the session's connection, with their table counts, as the last catalog scan found them, and which SQL dialect the warehouse speaks."
     }
     fn cache_ttl(&self) -> Option<Duration> {
         Some(Duration::from_secs(600))
@@ -114,7 +158,9 @@ impl Tool for ListDatasets {
             .datasets(conn, &user(ctx), &page)
             .await
             .map_err(failed)?;
+        let warehouse = self.0.dialect(conn).await.map_err(failed)?;
         Ok(DatasetsOut {
+            warehouse: warehouse.as_str().to_owned(),
             datasets: datasets
                 .iter()
                 .map(|d| json!({"name": d.name, "tables": d.table_count, "description": d.description}))
@@ -142,7 +188,7 @@ impl Tool for ListTables {
         "list_tables"
     }
     fn description(&self) -> &'static str {
-        "Lists the tables and views of one dataset, with their types and row counts."
+        "Lists the tables and views of one dataset: type, row count, size in bytes, partitioning and clustering."
     }
     fn cache_ttl(&self) -> Option<Duration> {
         Some(Duration::from_secs(600))
@@ -156,14 +202,17 @@ impl Tool for ListTables {
         let (tables, next) = self.0.tables(id, &user(ctx), &page).await.map_err(failed)?;
         Ok(json!({
             "dataset": input.dataset,
-            "tables": tables.iter().map(|t| json!({"name": t.name, "type": t.table_type, "rows": t.row_count})).collect::<Vec<_>>(),
+            "tables": tables.iter().map(|t| json!({
+                "name": t.name, "type": t.table_type, "rows": t.row_count, "size_bytes": t.size_bytes,
+                "partitioning": t.partitioning, "clustering": t.clustering,
+            })).collect::<Vec<_>>(),
             "truncated": next.is_some(),
         }))
     }
 }
 
 #[derive(Clone)]
-pub struct DescribeTable(pub Catalog);
+pub struct GetTableSchema(pub Catalog);
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -175,11 +224,11 @@ pub struct TableInput {
 }
 
 #[async_trait]
-impl Tool for DescribeTable {
+impl Tool for GetTableSchema {
     type Input = TableInput;
     type Output = Value;
     fn name(&self) -> &'static str {
-        "describe_table"
+        "get_table_schema"
     }
     fn description(&self) -> &'static str {
         "The columns of one table: names, types, whether they may be null, descriptions, partitioning and clustering."
@@ -190,6 +239,7 @@ impl Tool for DescribeTable {
     async fn call(&self, ctx: &ToolContext, input: TableInput) -> Result<Value, ToolError> {
         let id = dataset_id(&self.0, ctx, &input.dataset).await?;
         let mut after: Option<NameCursor> = None;
+        let mut seen: Vec<String> = Vec::new();
         let table = loop {
             let page = Page {
                 limit: MAX_LISTED,
@@ -199,13 +249,15 @@ impl Tool for DescribeTable {
             if let Some(t) = tables.iter().find(|t| t.name == input.table) {
                 break t.id;
             }
+            seen.extend(tables.iter().map(|t| t.name.clone()));
             match (next, tables.last()) {
                 (Some(_), Some(last)) => after = Some(NameCursor(last.name.clone(), last.id)),
                 _ => {
                     return Err(ToolError::NotFound(format!(
-                        "There is no table `{}` in dataset `{}`; list_tables names them.",
+                        "There is no table `{}` in dataset `{}`; list_tables names them.{}",
                         llm::truncate(&input.table, 100),
-                        llm::truncate(&input.dataset, 100)
+                        llm::truncate(&input.dataset, 100),
+                        nearest_note(&input.table, seen.iter().map(String::as_str))
                     )));
                 }
             }
@@ -240,8 +292,8 @@ pub fn registry(
     if wanted("list_tables") {
         r = r.register(ListTables(catalog.clone()));
     }
-    if wanted("describe_table") {
-        r = r.register(DescribeTable(catalog.clone()));
+    if wanted("get_table_schema") {
+        r = r.register(GetTableSchema(catalog.clone()));
     }
     r
 }
@@ -293,18 +345,18 @@ impl Planner for CatalogPlanner {
             ws.get(i + 1).cloned()
         };
         if (lower.contains("column") || lower.contains("describe") || lower.contains("schema of"))
-            && offered("describe_table")
+            && offered("get_table_schema")
         {
             if let Some(q) = qualified
                 && let Some((d, t)) = q.split_once('.')
             {
-                return call("describe_table", json!({"dataset": d, "table": t}));
+                return call("get_table_schema", json!({"dataset": d, "table": t}));
             }
             if let (Some(t), Some(d)) = (
                 after("table").or_else(|| after("of")),
                 after("in").or_else(|| after("dataset")),
             ) {
-                return call("describe_table", json!({"dataset": d, "table": t}));
+                return call("get_table_schema", json!({"dataset": d, "table": t}));
             }
             return Reply {
                 text: "Which table? Name it as dataset.table, for example `analytics.orders`."
@@ -412,7 +464,25 @@ fn describe_results(results: &[(&str, bool)]) -> String {
     out.join(" ")
 }
 
-/// The builtin provider with the catalog planner.
+/// The builtin provider: the dashboard planner when the request offers the tool that saves
+/// a dashboard (a generation run), the catalog planner otherwise (chat).
 pub fn builtin() -> Arc<dyn llm::Provider> {
-    Arc::new(llm::builtin::Builtin::new(Arc::new(CatalogPlanner)))
+    Arc::new(llm::builtin::Builtin::new(Arc::new(BuiltinPlanner)))
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuiltinPlanner;
+
+impl Planner for BuiltinPlanner {
+    fn reply(&self, request: &Request) -> Reply {
+        if request
+            .tools
+            .iter()
+            .any(|t| t.name == "save_dashboard_yaml")
+        {
+            crate::generate_planner::DashboardPlanner.reply(request)
+        } else {
+            CatalogPlanner.reply(request)
+        }
+    }
 }

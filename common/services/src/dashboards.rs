@@ -405,6 +405,29 @@ fn slug_taken(slug: &str) -> ApiError {
 }
 
 impl Dashboards {
+    /// The first of `base-2`, `base-3`, … that no dashboard holds (slugs are global), cut so
+    /// that it stays within 64 characters.
+    pub async fn free_slug(&self, base: &str) -> ApiResult<String> {
+        let base = base.get(..58).unwrap_or(base).trim_end_matches('-');
+        let client = self.0.db.get().await?;
+        let like = format!(
+            "{}-%",
+            base.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let taken: std::collections::HashSet<String> = client
+            .query("SELECT slug FROM dashboards WHERE slug LIKE $1", &[&like])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let n = (2..)
+            .find(|n| !taken.contains(&format!("{base}-{n}")))
+            .unwrap_or(2);
+        Ok(format!("{base}-{n}"))
+    }
+
     /// Stores a new dashboard (version 1).
     pub async fn create(
         &self,

@@ -23,8 +23,11 @@ pub mod check;
 pub mod connections;
 pub mod dashboards;
 pub mod error;
+pub mod generate_planner;
+pub mod generate_tools;
 pub mod jobs;
 pub mod observability;
+pub mod run_stream;
 pub mod serving;
 pub mod state;
 

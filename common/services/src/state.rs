@@ -160,6 +160,7 @@ impl AppState {
             ai::calls::ModelCalls::new(db.clone(), Arc::new(prices)),
             ai::tool_cache::ToolCache::new(db, buckets.cache.clone()),
             catalog.clone(),
+            dashboards.clone(),
             provider,
             llm_settings.run_limits,
             llm_settings.max_tokens,

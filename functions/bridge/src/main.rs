@@ -4,6 +4,7 @@
 //!   throwaway Postgres under `BRIDGE_DATA_DIR` and stops it on exit.
 //! - `bridge migrate`: applies the migrations in `migrations/`.
 //! - `bridge token --email you@example.com`: prints a dev token (AUTH_MODE=dev only).
+//! - `bridge eval samplefiles/evals/`: the dashboard agent against the golden questions.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -18,6 +19,8 @@ use services::AppState;
 use settings::{LogFormat, Settings};
 use storage::{db, localpg::LocalPostgres};
 use utoipa_axum::router::OpenApiRouter;
+
+mod eval;
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +58,9 @@ enum Command {
     Precompute,
     /// Print the OpenAPI document of every route (what `GET /openapi.json` serves).
     Openapi,
+    /// Run the dashboard agent on golden questions (`samplefiles/evals/`) and score it: valid
+    /// saved dashboards, execution match, dry-run before save, steps, tokens, USD, bytes.
+    Eval(eval::Options),
     /// Print a development token (AUTH_MODE=dev).
     Token {
         /// Whose token: the email claim (and the user Bridge creates on first sight).
@@ -111,6 +117,7 @@ async fn main() -> ExitCode {
         Command::DemoWarehouse { database } => demo_warehouse(settings, &database).await,
         Command::Precompute => precompute(settings).await,
         Command::Openapi => openapi(),
+        Command::Eval(opts) => run_eval(settings, opts).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -261,49 +268,9 @@ const DEMO_READER: &str = "bridge_demo_reader";
 
 /// Loads the demo data (once) and a read-only role, on the server Bridge itself uses.
 async fn demo_warehouse(settings: Settings, database: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !database.is_empty()
-            && database
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-        "--database must be lower-case letters, digits and underscores"
-    );
     let (settings, pg) = with_database(settings).await?;
     let result = async {
-        let url = settings.database_url().context("no database")?;
-        let mut server = storage::db_tls::parse(url).map_err(|m| anyhow::anyhow!("DATABASE_URL {m}"))?;
-        let admin = db::pool(url, settings.database_ca_file.as_deref(), one_connection(settings.database_timeout))?;
-        let client = admin.get().await.context("connecting")?;
-        let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database]).await?.is_some();
-        if !exists {
-            client.batch_execute(&format!("CREATE DATABASE {database}")).await?;
-        }
-        server.config.dbname(database);
-        let demo = db::pool_from_target(server.clone(), settings.database_ca_file.as_deref(), one_connection(settings.database_timeout))?;
-        let demo = demo.get().await.context("connecting to the demo database")?;
-        let loaded = demo.query_opt("SELECT 1 FROM pg_namespace WHERE nspname = 'analytics'", &[]).await?.is_some();
-        if !loaded {
-            demo.batch_execute(DEMO_SQL).await.context("loading samplefiles/demo-warehouse.sql")?;
-            println!("Loaded the demo warehouse into database `{database}`");
-        } else {
-            println!("The demo warehouse is already in database `{database}`");
-        }
-        let password = base::crypto::random_token(18);
-        let role_exists = client.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&DEMO_READER]).await?.is_some();
-        let verb = if role_exists { "ALTER" } else { "CREATE" };
-        client.batch_execute(&format!("{verb} ROLE {DEMO_READER} LOGIN PASSWORD '{password}'")).await?;
-        demo.batch_execute(&format!(
-            "GRANT CONNECT ON DATABASE {database} TO {DEMO_READER}; GRANT USAGE ON SCHEMA analytics TO {DEMO_READER}; \
-             GRANT SELECT ON ALL TABLES IN SCHEMA analytics TO {DEMO_READER};"
-        ))
-        .await?;
-        let server = &server.config;
-        let host = match server.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            _ => "127.0.0.1".to_owned(),
-        };
-        let port = server.get_ports().first().copied().unwrap_or(5432);
-        let reader_url = format!("postgres://{DEMO_READER}:{password}@{host}:{port}/{database}");
+        let reader_url = load_demo_warehouse(&settings, database).await?;
         println!(
             "\nConnect it to a team (TEAM is a team id from POST /v1/teams):\n\n\
              curl -s -X POST http://127.0.0.1:{}/v1/teams/$TEAM/connections \\\n  \
@@ -316,6 +283,103 @@ async fn demo_warehouse(settings: Settings, database: &str) -> anyhow::Result<()
     .await;
     stop(pg).await;
     result
+}
+
+/// Loads samplefiles/demo-warehouse.sql into `database` (once) on Bridge's own server, gives
+/// the read-only role a new password, and answers the reader's URL.
+async fn load_demo_warehouse(settings: &Settings, database: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        !database.is_empty()
+            && database
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+        "--database must be lower-case letters, digits and underscores"
+    );
+    let url = settings.database_url().context("no database")?;
+    let mut server =
+        storage::db_tls::parse(url).map_err(|m| anyhow::anyhow!("DATABASE_URL {m}"))?;
+    let admin = db::pool(
+        url,
+        settings.database_ca_file.as_deref(),
+        one_connection(settings.database_timeout),
+    )?;
+    let client = admin.get().await.context("connecting")?;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .await?
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE {database}"))
+            .await?;
+    }
+    server.config.dbname(database);
+    let demo = db::pool_from_target(
+        server.clone(),
+        settings.database_ca_file.as_deref(),
+        one_connection(settings.database_timeout),
+    )?;
+    let demo = demo
+        .get()
+        .await
+        .context("connecting to the demo database")?;
+    let loaded = demo
+        .query_opt(
+            "SELECT 1 FROM pg_namespace WHERE nspname = 'analytics'",
+            &[],
+        )
+        .await?
+        .is_some();
+    if !loaded {
+        demo.batch_execute(DEMO_SQL)
+            .await
+            .context("loading samplefiles/demo-warehouse.sql")?;
+        println!("Loaded the demo warehouse into database `{database}`");
+    } else {
+        println!("The demo warehouse is already in database `{database}`");
+    }
+    let password = base::crypto::random_token(18);
+    let role_exists = client
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&DEMO_READER])
+        .await?
+        .is_some();
+    let verb = if role_exists { "ALTER" } else { "CREATE" };
+    client
+        .batch_execute(&format!(
+            "{verb} ROLE {DEMO_READER} LOGIN PASSWORD '{password}'"
+        ))
+        .await?;
+    demo.batch_execute(&format!(
+        "GRANT CONNECT ON DATABASE {database} TO {DEMO_READER}; GRANT USAGE ON SCHEMA analytics TO {DEMO_READER}; \
+         GRANT SELECT ON ALL TABLES IN SCHEMA analytics TO {DEMO_READER};"
+    ))
+    .await?;
+    let server = &server.config;
+    let host = match server.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".to_owned(),
+    };
+    let port = server.get_ports().first().copied().unwrap_or(5432);
+    Ok(format!(
+        "postgres://{DEMO_READER}:{password}@{host}:{port}/{database}"
+    ))
+}
+
+async fn run_eval(settings: Settings, opts: eval::Options) -> anyhow::Result<()> {
+    let min_match = opts.min_match;
+    let (settings, pg) = with_database(settings).await?;
+    let result = eval::run(settings, opts).await;
+    stop(pg).await;
+    let report = result?;
+    if let Some(min) = min_match {
+        let share = report.summary.execution_match as f64 / report.summary.questions.max(1) as f64;
+        anyhow::ensure!(
+            share >= min,
+            "execution match {:.3} is under --min-match {min}",
+            share
+        );
+    }
+    Ok(())
 }
 
 async fn precompute(settings: Settings) -> anyhow::Result<()> {

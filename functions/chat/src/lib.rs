@@ -3,26 +3,23 @@
 //! client that lost its connection replays what it missed (`…/runs/{run_id}/events` after
 //! `Last-Event-ID`). The work is in `services::chat`; who may see what is said there.
 
-use std::{convert::Infallible, time::Duration};
+use std::time::Duration;
 
 use axum::{
     extract::{FromRequestParts, State},
-    http::{HeaderMap, HeaderValue, StatusCode, request::Parts},
-    response::{
-        IntoResponse, Response,
-        sse::{Event as SseEvent, KeepAlive, Sse},
-    },
+    http::{HeaderMap, StatusCode, request::Parts},
+    response::{IntoResponse, Response},
 };
 use edge::{
     ApiError, ApiResult, CurrentUser, Edge, error::Problem, extract::Json, extract::Path,
     extract::Query,
 };
-use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use services::{
     AppState,
-    chat::{Chat, NewChat, RunEvent},
+    chat::{Chat, NewChat},
+    run_stream::{sse_event, sse_response},
 };
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -104,7 +101,7 @@ pub struct CreateSession {
     /// The configured provider's name (`anthropic`, `openai`, `builtin`); another is refused.
     pub provider: Option<String>,
     pub model: Option<String>,
-    /// Tools by name (default: all of `list_datasets`, `list_tables`, `describe_table`).
+    /// Tools by name (default: all of `list_datasets`, `list_tables`, `get_table_schema`).
     pub tools: Option<Vec<String>>,
 }
 
@@ -274,44 +271,6 @@ pub struct StreamBody {
     pub message: String,
 }
 
-const HEARTBEAT: Duration = Duration::from_secs(15);
-/// What EventSource clients wait before reconnecting (sent once, with the first event).
-const RETRY: Duration = Duration::from_secs(2);
-
-fn sse_event(e: &RunEvent) -> SseEvent {
-    let event = SseEvent::default()
-        .id(e.seq.to_string())
-        .event(&e.event)
-        .data(e.data.to_string());
-    if e.seq == 1 {
-        event.retry(RETRY)
-    } else {
-        event
-    }
-}
-
-fn sse_response(
-    stream: impl Stream<Item = SseEvent> + Send + 'static,
-    run_id: Option<Uuid>,
-) -> Response {
-    edge::app::lift_deadline();
-    let mut response = Sse::new(stream.map(Ok::<_, Infallible>))
-        .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
-        .into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        axum::http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache"),
-    );
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    if let Some(id) = run_id
-        && let Ok(v) = HeaderValue::from_str(&id.to_string())
-    {
-        headers.insert("x-run-id", v);
-    }
-    response
-}
-
 /// Answers a message (the session's owner, an editor), as `text/event-stream`: `run`
 /// `{run_id, session_id, replay_token}`, `token` `{text}`, `tool_call` `{id, tool, args}`,
 /// `tool_result` `{id, tool, result, is_error, cached, truncated}`, `cost_update`
@@ -333,18 +292,9 @@ async fn stream(
     Path(id): Path<Uuid>,
     Json(body): Json<StreamBody>,
 ) -> ApiResult<Response> {
-    let started = chat.start(id, &user, body.message).await?;
-    let events = tokio_stream_from(started.events);
-    Ok(sse_response(
-        events.map(|e| sse_event(&e)),
-        Some(started.run_id),
+    Ok(services::run_stream::live(
+        chat.start(id, &user, body.message).await?,
     ))
-}
-
-fn tokio_stream_from(
-    mut rx: tokio::sync::mpsc::Receiver<RunEvent>,
-) -> impl Stream<Item = RunEvent> + Send + 'static {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

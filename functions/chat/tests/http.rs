@@ -157,7 +157,7 @@ async fn the_builtin_model_answers_about_the_catalog_through_the_tools() {
     assert_eq!(s["provider"], "builtin");
     assert_eq!(
         s["tools"],
-        json!(["list_datasets", "list_tables", "describe_table"])
+        json!(["list_datasets", "list_tables", "get_table_schema"])
     );
     let id = s["id"].as_str().unwrap();
 
@@ -189,7 +189,7 @@ async fn the_builtin_model_answers_about_the_catalog_through_the_tools() {
 
     let events = f.ask(id, "What columns does analytics.orders have?").await;
     check_run(&events);
-    assert_eq!(events[2].data["tool"], "describe_table");
+    assert_eq!(events[2].data["tool"], "get_table_schema");
     assert!(text(&events).contains("order_id"), "{}", text(&events));
 
     let events = f.ask(id, "Write me a poem").await;
@@ -942,7 +942,7 @@ async fn a_run_with_the_real_local_model() {
     for call in events.iter().filter(|e| e.event == "tool_call") {
         let tool = call.data["tool"].as_str().unwrap();
         assert!(
-            ["list_datasets", "list_tables", "describe_table"].contains(&tool),
+            ["list_datasets", "list_tables", "get_table_schema"].contains(&tool),
             "{call:?}"
         );
     }

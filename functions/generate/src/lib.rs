@@ -2,6 +2,10 @@
 //! team, read and list them (members), write a new version (editors, optionally guarded by
 //! `If-Match`), delete one (its owner or an admin), and show its lineage. Every write runs
 //! the full validation first; nothing invalid is stored.
+//!
+//! And the dashboard agent: `POST /v1/dashboards/generate` streams a run of the model's tool
+//! loop (`services::chat`, with the tools of `services::generate_tools`) that explores the
+//! connection's catalog, proves its SQL, validates its YAML and saves it.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -36,6 +40,59 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_dashboard, delete_dashboard))
         .routes(routes!(lineage))
         .routes(routes!(list_versions))
+        .routes(routes!(generate))
+}
+
+/// What `POST /v1/dashboards/generate` takes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateBody {
+    /// The connection the dashboard reads (editors of its team).
+    pub connection_id: Uuid,
+    /// What the dashboard should show, in the user's words (at most 32,000 characters).
+    pub prompt: String,
+    /// The new dashboard's slug (the agent picks one when absent).
+    pub slug: Option<String>,
+    /// A generation session to continue: the run edits the dashboard it wrote, as a new
+    /// version.
+    pub session_id: Option<Uuid>,
+}
+
+/// Writes a dashboard from a sentence (editors of the connection's team; 404 for anyone
+/// else), streamed as `text/event-stream` with the chat stream's events — `run`
+/// `{run_id, session_id, replay_token}`, `token`, `tool_call` `{id, tool, args}`,
+/// `tool_result`, `cost_update` `{tokens, cost_usd, cost_known, step,
+/// warehouse_bytes_estimated}` — plus `dashboard_created` `{slug, version, preview_url,
+/// dashboard_id, created}` when it saves, and exactly one terminal event: `complete`
+/// (with `dashboard`) or `error` `{code, message}` (`no_dashboard` says why nothing was
+/// saved). Replay and cancel it through the chat routes with the run's `session_id`; send
+/// `session_id` back to change the same dashboard.
+#[utoipa::path(post, path = "/v1/dashboards/generate", tag = "dashboards",
+    request_body = GenerateBody,
+    responses(
+        (status = 200, content_type = "text/event-stream", description = "The run's events", headers(("x-run-id" = String, description = "The run's id"))),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The session is answering another message, or is archived"),
+))]
+async fn generate(
+    State(chat): State<services::chat::Chat>,
+    user: CurrentUser,
+    Json(body): Json<GenerateBody>,
+) -> ApiResult<Response> {
+    let started = chat
+        .generate(
+            &user,
+            services::chat::NewGeneration {
+                connection_id: body.connection_id,
+                prompt: body.prompt,
+                slug: body.slug,
+                session_id: body.session_id,
+            },
+        )
+        .await?;
+    Ok(services::run_stream::live(started))
 }
 
 /// The JSON Schema of dashboard YAML v1 (for editors: add

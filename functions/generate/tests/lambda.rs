@@ -22,6 +22,7 @@ const EXPECTED: &[(&str, u16)] = &[
     ("get-yaml-version", 200),
     ("lineage", 200),
     ("delete-dashboard", 204),
+    ("generate-dashboard", 200),
 ];
 
 #[tokio::test]
@@ -59,9 +60,24 @@ async fn every_event_file_runs_through_the_lambda_adapter() {
                 ("yaml", &yaml),
                 ("yaml_v2", &yaml_v2),
                 ("yaml_raw", &yaml),
+                ("connection_id", &ws.connection),
             ],
         );
         let response = lambda_invoke(&app.router, &event.to_string()).await;
         assert_lambda_response(name, &event, &response, *status);
+        if *name == "generate-dashboard" {
+            // The agent's run, whole: the builtin planner saves a dashboard, then completes.
+            assert_eq!(response["headers"]["content-type"], "text/event-stream");
+            let body = response["body"].as_str().unwrap();
+            assert!(body.contains("event: dashboard_created"), "{body}");
+            assert!(
+                body.trim_end()
+                    .split("\n\n")
+                    .last()
+                    .unwrap()
+                    .contains("event: complete"),
+                "{body}"
+            );
+        }
     }
 }
