@@ -7,7 +7,8 @@
 //! safe appends: `create` (only if absent) and `replace` (only if unchanged since read). On
 //! GCS they are generation preconditions, on S3 `If-None-Match`/`If-Match`; object_store's
 //! local backend has no compare-and-swap, so here it is a file lock around check-and-write.
-//! There is no listing: Postgres knows every key.
+//! The services never list (Postgres knows every key); `head` and a bounded `list` exist for
+//! audits, such as the storage integrity check (`services::integrity`).
 
 use std::{fmt, path::PathBuf, str::FromStr, sync::Arc};
 
@@ -15,13 +16,15 @@ use anyhow::Context;
 use async_trait::async_trait;
 use bytes::Bytes;
 use object_store::{
-    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
+    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
     aws::{AmazonS3Builder, AmazonS3ConfigKey},
     gcp::{GoogleCloudStorageBuilder, GoogleConfigKey},
+    list::{PaginatedListOptions, PaginatedListStore},
     local::LocalFileSystem,
     memory::InMemory,
     path::Path,
 };
+use time::OffsetDateTime;
 
 /// What a conditional write compares against: the version a read or write returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +46,25 @@ impl From<BlobVersion> for UpdateVersion {
 pub struct Blob {
     pub bytes: Bytes,
     pub version: BlobVersion,
+}
+
+/// What is known of an object without reading it (a head, or an entry of a listing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobMeta {
+    /// The key, relative to the store, as [`BlobStore::get`] takes it.
+    pub key: String,
+    pub size: u64,
+    pub last_modified: OffsetDateTime,
+    pub version: BlobVersion,
+}
+
+/// A listing, cut at the number of objects asked for.
+#[derive(Debug, Default)]
+pub struct BlobListing {
+    /// In no particular order.
+    pub objects: Vec<BlobMeta>,
+    /// More objects lie under the prefix than were listed.
+    pub truncated: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +98,11 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     ) -> Result<BlobVersion, BlobError>;
     /// Deletes; deleting what is not there is not an error.
     async fn delete(&self, key: &str) -> Result<(), BlobError>;
+    /// The object's size, time and version, without its bytes.
+    async fn head(&self, key: &str) -> Result<BlobMeta, BlobError>;
+    /// At most `limit` objects under `prefix`, taken as whole segments (`a/b` holds `a/b/c`,
+    /// not `a/bc`; empty: the whole store). For audits only: the services never list.
+    async fn list(&self, prefix: &str, limit: usize) -> Result<BlobListing, BlobError>;
     /// Where this store writes, for logs (`gs://bucket/prefix`, `file:/…`).
     fn location(&self) -> &str;
 }
@@ -102,6 +129,9 @@ fn check_key(key: &str) -> Result<(), BlobError> {
 /// The `object_store`-backed adapter for every backend.
 pub struct ObjectStoreBlobs {
     store: Arc<dyn ObjectStore>,
+    /// S3 and GCS: the same store, listed a page at a time (so a listing stops at its
+    /// limit). Elsewhere the listing walks the directories level by level.
+    paged: Option<Arc<dyn PaginatedListStore>>,
     prefix: Option<String>,
     location: String,
     /// Local backend only: the root under which lock files serialise `replace`.
@@ -137,7 +167,8 @@ impl ObjectStoreBlobs {
                 (!prefix.is_empty()).then(|| prefix.to_owned()),
             ))
         };
-        let (store, prefix, local_root): (Arc<dyn ObjectStore>, _, _) = match scheme {
+        type Stores = (Arc<dyn ObjectStore>, Option<Arc<dyn PaginatedListStore>>);
+        let ((store, paged), prefix, local_root): (Stores, _, _) = match scheme {
             "file" => {
                 let path = PathBuf::from(rest.trim_start_matches("//"));
                 std::fs::create_dir_all(&path)
@@ -146,12 +177,12 @@ impl ObjectStoreBlobs {
                     .canonicalize()
                     .with_context(|| format!("resolving {}", path.display()))?;
                 (
-                    Arc::new(LocalFileSystem::new_with_prefix(&root)?),
+                    (Arc::new(LocalFileSystem::new_with_prefix(&root)?), None),
                     None,
                     Some(root),
                 )
             }
-            "memory" => (Arc::new(InMemory::new()), None, None),
+            "memory" => ((Arc::new(InMemory::new()), None), None, None),
             "gs" => {
                 let (bucket, prefix) = split_bucket(rest)?;
                 let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
@@ -160,7 +191,8 @@ impl ObjectStoreBlobs {
                         .with_context(|| format!("unknown GCS option `{k}`"))?;
                     b = b.with_config(key, v);
                 }
-                (Arc::new(b.build()?), prefix, None)
+                let gcs = Arc::new(b.build()?);
+                ((gcs.clone(), Some(gcs)), prefix, None)
             }
             "s3" => {
                 let (bucket, prefix) = split_bucket(rest)?;
@@ -170,12 +202,14 @@ impl ObjectStoreBlobs {
                         .with_context(|| format!("unknown S3 option `{k}`"))?;
                     b = b.with_config(key, v);
                 }
-                (Arc::new(b.build()?), prefix, None)
+                let s3 = Arc::new(b.build()?);
+                ((s3.clone(), Some(s3)), prefix, None)
             }
             other => anyhow::bail!("`{other}:` buckets are not supported (file, memory, gs, s3)"),
         };
         Ok(Self {
             store,
+            paged,
             prefix,
             location: url.to_owned(),
             local_root,
@@ -200,6 +234,111 @@ impl ObjectStoreBlobs {
                 anyhow::Error::new(other).context(format!("object `{key}` in {}", self.location)),
             ),
         }
+    }
+
+    /// An object's metadata under its key relative to the store; `None` for what is not
+    /// one of ours: outside the prefix, or the local backend's lock files.
+    fn meta(&self, m: ObjectMeta) -> Option<BlobMeta> {
+        let full = m.location.as_ref();
+        let key = match &self.prefix {
+            Some(p) => full.strip_prefix(p.as_str())?.strip_prefix('/')?,
+            None => full,
+        };
+        if key.is_empty() || (self.local_root.is_some() && key.ends_with(".lock")) {
+            return None;
+        }
+        let nanos = i128::from(m.last_modified.timestamp()) * 1_000_000_000
+            + i128::from(m.last_modified.timestamp_subsec_nanos());
+        Some(BlobMeta {
+            key: key.to_owned(),
+            size: m.size,
+            last_modified: OffsetDateTime::from_unix_timestamp_nanos(nanos)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            version: BlobVersion {
+                e_tag: m.e_tag,
+                version: m.version,
+            },
+        })
+    }
+
+    /// The full path under which `prefix` (relative, possibly empty) lies.
+    fn list_root(&self, prefix: &str) -> Result<Option<String>, BlobError> {
+        if !prefix.is_empty() {
+            check_key(prefix)?;
+        }
+        Ok(match (&self.prefix, prefix) {
+            (None, "") => None,
+            (None, p) => Some(p.to_owned()),
+            (Some(root), "") => Some(root.clone()),
+            (Some(root), p) => Some(format!("{root}/{p}")),
+        })
+    }
+
+    /// S3 and GCS: pages of up to 1,000 keys until `limit`.
+    async fn list_paged(
+        &self,
+        paged: &dyn PaginatedListStore,
+        root: Option<String>,
+        limit: usize,
+    ) -> Result<BlobListing, BlobError> {
+        let what = root.clone().unwrap_or_default();
+        let prefix = root.map(|r| format!("{r}/"));
+        let mut listing = BlobListing::default();
+        let mut page_token = None;
+        loop {
+            let opts = PaginatedListOptions {
+                max_keys: Some((limit - listing.objects.len()).clamp(1, 1000)),
+                page_token: page_token.take(),
+                ..Default::default()
+            };
+            let page = paged
+                .list_paginated(prefix.as_deref(), opts)
+                .await
+                .map_err(|e| self.map_err(&what, e))?;
+            for m in page.result.objects {
+                if listing.objects.len() == limit {
+                    listing.truncated = true;
+                    return Ok(listing);
+                }
+                listing.objects.extend(self.meta(m));
+            }
+            match page.page_token {
+                Some(t) if listing.objects.len() < limit => page_token = Some(t),
+                Some(_) => {
+                    listing.truncated = true;
+                    return Ok(listing);
+                }
+                None => return Ok(listing),
+            }
+        }
+    }
+
+    /// Local directories and memory: one level at a time, until `limit`.
+    async fn list_walk(
+        &self,
+        root: Option<String>,
+        limit: usize,
+    ) -> Result<BlobListing, BlobError> {
+        let what = root.clone().unwrap_or_default();
+        let mut listing = BlobListing::default();
+        let mut levels = std::collections::VecDeque::from([root.map(Path::from)]);
+        while let Some(level) = levels.pop_front() {
+            let found = match self.store.list_with_delimiter(level.as_ref()).await {
+                Ok(found) => found,
+                // A directory removed while it was walked holds nothing any more.
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(self.map_err(&what, e)),
+            };
+            for m in found.objects {
+                if listing.objects.len() == limit {
+                    listing.truncated = true;
+                    return Ok(listing);
+                }
+                listing.objects.extend(self.meta(m));
+            }
+            levels.extend(found.common_prefixes.into_iter().map(Some));
+        }
+        Ok(listing)
     }
 
     async fn put_mode(
@@ -315,6 +454,31 @@ impl BlobStore for ObjectStoreBlobs {
         }
     }
 
+    async fn head(&self, key: &str) -> Result<BlobMeta, BlobError> {
+        let path = self.path(key)?;
+        let m = self
+            .store
+            .head(&path)
+            .await
+            .map_err(|e| self.map_err(key, e))?;
+        self.meta(m)
+            .ok_or_else(|| BlobError::InvalidKey(key.to_owned()))
+    }
+
+    async fn list(&self, prefix: &str, limit: usize) -> Result<BlobListing, BlobError> {
+        let root = self.list_root(prefix)?;
+        if limit == 0 {
+            return Ok(BlobListing {
+                objects: Vec::new(),
+                truncated: true,
+            });
+        }
+        match &self.paged {
+            Some(paged) => self.list_paged(paged.as_ref(), root, limit).await,
+            None => self.list_walk(root, limit).await,
+        }
+    }
+
     fn location(&self) -> &str {
         &self.location
     }
@@ -387,6 +551,65 @@ mod tests {
             store.get("k/one").await,
             Err(BlobError::NotFound(_))
         ));
+    }
+
+    async fn listing(store: &dyn BlobStore) {
+        for key in ["a/1.json", "a/b/2.json", "a/b/c/3.json", "ab/4.json", "z"] {
+            store
+                .put(key, Bytes::from_static(b"four"))
+                .await
+                .expect("put");
+        }
+        // A compare-and-swap leaves the local backend's lock file beside the object.
+        let v = store.get("z").await.expect("get").version;
+        store
+            .replace("z", Bytes::from_static(b"seven!!"), &v)
+            .await
+            .expect("cas");
+        let keys = |l: &BlobListing| {
+            let mut k: Vec<String> = l.objects.iter().map(|m| m.key.clone()).collect();
+            k.sort();
+            k
+        };
+        let all = store.list("", 100).await.expect("list");
+        assert_eq!(
+            keys(&all),
+            ["a/1.json", "a/b/2.json", "a/b/c/3.json", "ab/4.json", "z"]
+        );
+        assert!(!all.truncated);
+        let a = store.list("a", 100).await.expect("list a");
+        assert_eq!(keys(&a), ["a/1.json", "a/b/2.json", "a/b/c/3.json"]);
+        let cut = store.list("", 2).await.expect("cut");
+        assert_eq!(cut.objects.len(), 2);
+        assert!(cut.truncated);
+        assert!(
+            store
+                .list("nothing", 10)
+                .await
+                .expect("empty")
+                .objects
+                .is_empty()
+        );
+        assert!(matches!(
+            store.list("../a", 10).await,
+            Err(BlobError::InvalidKey(_))
+        ));
+        let head = store.head("z").await.expect("head");
+        assert_eq!((head.key.as_str(), head.size), ("z", 7));
+        assert!(OffsetDateTime::now_utc() - head.last_modified < time::Duration::minutes(5));
+        assert!(matches!(
+            store.head("missing").await,
+            Err(BlobError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn local_and_memory_stores_list_under_a_prefix_up_to_a_limit() {
+        let dir = std::env::temp_dir().join(format!("bridge-blob-{}", uuid::Uuid::new_v4()));
+        let store = ObjectStoreBlobs::open(&format!("file:{}", dir.display()), &[]).expect("open");
+        listing(&store).await;
+        let _ = std::fs::remove_dir_all(dir);
+        listing(&ObjectStoreBlobs::open("memory://", &[]).expect("open")).await;
     }
 
     #[tokio::test]

@@ -10,6 +10,9 @@
 //! - [`serving::Serving`]: plans, queries through L1/L2 and the warehouse, precompute and
 //!   warming (pool, connections, dashboards, cache bucket, serving caches).
 //!
+//! [`integrity`] compares Postgres's pointers with the buckets' objects and reports drift
+//! (never deleting), by hand (`bridge check-storage`) or from the scheduled tick.
+//!
 //! They fail with [`ServiceError`], mapped to HTTP in one place ([`error`]). [`AppState`] is
 //! what the warehouse-facing functions run with: the [`edge::Edge`] and these services,
 //! built once; handlers take the one they call through `FromRef`. The teams function does
@@ -25,6 +28,7 @@ pub mod dashboards;
 pub mod error;
 pub mod generate_planner;
 pub mod generate_tools;
+pub mod integrity;
 pub mod jobs;
 pub mod observability;
 pub mod run_stream;

@@ -182,7 +182,9 @@ impl AppState {
 impl AppState {
     /// The scheduled tick: scans whose worker died are handed on (or failed), chat runs whose
     /// process died are ended, expired tool-cache entries go, then every dashboard whose
-    /// `refresh` cadence is due is warmed.
+    /// `refresh` cadence is due is warmed while, once per `STORAGE_CHECK_EVERY_SECS`, the
+    /// storage integrity check runs (its findings are logged as warnings and recorded in
+    /// `storage_checks`; it never fails the tick, nor deletes anything).
     pub async fn tick(&self) -> edge::ApiResult<crate::serving::WarmReport> {
         if let Err(e) = self.catalog.reap(None).await {
             tracing::warn!(error = %e, "looking for abandoned scans");
@@ -193,7 +195,9 @@ impl AppState {
         if let Err(e) = self.chat.reap_tool_cache().await {
             tracing::warn!(error = %e, "reaping the tool cache");
         }
-        self.serving.warm_due().await
+        let (warmed, _checked) =
+            tokio::join!(self.serving.warm_due(), crate::integrity::run_if_due(self));
+        warmed
     }
 }
 

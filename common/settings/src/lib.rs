@@ -192,6 +192,9 @@ pub struct Settings {
     pub jobs: JobSettings,
     /// Which LLM provider the chat and the dashboard agent use, and how it is reached.
     pub llm: LlmSettings,
+    /// `STORAGE_CHECK_EVERY_SECS`: how often the scheduled tick runs the storage integrity
+    /// check (default 86400, a day); `None` (0) never.
+    pub storage_check_every: Option<Duration>,
 }
 
 /// `LLM_PROVIDER`: `anthropic`, `openai` (any OpenAI-compatible Chat Completions server:
@@ -291,6 +294,8 @@ pub enum JobSettings {
 pub const DEFAULT_MAX_RESULT_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 5 * 1024 * 1024;
 pub const DEFAULT_RESULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// A day between two scheduled storage integrity checks.
+pub const DEFAULT_STORAGE_CHECK_EVERY_SECS: u64 = 86_400;
 
 /// A setting that could not be read; names the variable and never echoes a secret's value.
 #[derive(Debug, thiserror::Error)]
@@ -550,6 +555,14 @@ impl Settings {
         }
         let auth_leeway = Duration::from_secs(auth_leeway);
         let result_cache_bytes = parse_num(&get, "RESULT_CACHE_BYTES", DEFAULT_RESULT_CACHE_BYTES)?;
+        let storage_check_every = match parse_num(
+            &get,
+            "STORAGE_CHECK_EVERY_SECS",
+            DEFAULT_STORAGE_CHECK_EVERY_SECS,
+        )? {
+            0 => None,
+            secs => Some(Duration::from_secs(secs)),
+        };
         let on_lambda = get("AWS_LAMBDA_RUNTIME_API").is_some();
         let jobs = match parse("JOBS_RUNNER")?.as_deref() {
             Some("local") => JobSettings::Local,
@@ -623,6 +636,7 @@ impl Settings {
             result_cache_bytes,
             jobs,
             llm,
+            storage_check_every,
         })
     }
 
@@ -894,6 +908,32 @@ mod tests {
         let e = settings(&[("BRIDGE_DEV_JWT_SECRET", "short")]).expect_err("short");
         assert_eq!(e.variable, "BRIDGE_DEV_JWT_SECRET");
         assert!(!e.to_string().contains("short"), "never echo a secret");
+    }
+
+    #[test]
+    fn storage_checks_run_daily_unless_disabled() {
+        let s = settings(&[("BRIDGE_DEV_JWT_SECRET", SECRET)]).expect("settings");
+        assert_eq!(s.storage_check_every, Some(Duration::from_secs(86_400)));
+        let s = settings(&[
+            ("BRIDGE_DEV_JWT_SECRET", SECRET),
+            ("STORAGE_CHECK_EVERY_SECS", " 3600 "),
+        ])
+        .expect("settings");
+        assert_eq!(s.storage_check_every, Some(Duration::from_secs(3600)));
+        let s = settings(&[
+            ("BRIDGE_DEV_JWT_SECRET", SECRET),
+            ("STORAGE_CHECK_EVERY_SECS", "0"),
+        ])
+        .expect("settings");
+        assert_eq!(s.storage_check_every, None);
+        for bad in ["daily", "-1", "1.5"] {
+            let e = settings(&[
+                ("BRIDGE_DEV_JWT_SECRET", SECRET),
+                ("STORAGE_CHECK_EVERY_SECS", bad),
+            ])
+            .expect_err(bad);
+            assert_eq!(e.variable, "STORAGE_CHECK_EVERY_SECS", "{e}");
+        }
     }
 
     #[test]

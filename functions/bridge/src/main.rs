@@ -5,6 +5,8 @@
 //! - `bridge migrate`: applies the migrations in `migrations/`.
 //! - `bridge token --email you@example.com`: prints a dev token (AUTH_MODE=dev only).
 //! - `bridge eval samplefiles/evals/`: the dashboard agent against the golden questions.
+//! - `bridge check-storage [--json]`: drift between Postgres's pointers and the buckets'
+//!   objects, reported (never deleted); exit status 0 clean, 1 findings, 2 error.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -56,6 +58,10 @@ enum Command {
     /// Warm every dashboard whose `refresh` cadence is due (what the schedulers trigger in
     /// the cloud), and remove expired cached results.
     Precompute,
+    /// Compare Postgres's pointers with the buckets' objects and report drift: missing
+    /// objects, orphaned objects, sizes or checksums that differ (docs/storage-integrity.md).
+    /// Reads only; deletes nothing. Exit status: 0 clean, 1 findings, 2 error.
+    CheckStorage(CheckStorageOptions),
     /// Print the OpenAPI document of every route (what `GET /openapi.json` serves).
     Openapi,
     /// Run the dashboard agent on golden questions (`samplefiles/evals/`) and score it: valid
@@ -70,6 +76,32 @@ enum Command {
         #[arg(long, default_value_t = 12)]
         hours: u64,
     },
+}
+
+#[derive(clap::Args)]
+struct CheckStorageOptions {
+    /// Print the report as JSON (only the report on stdout, no log lines).
+    #[arg(long)]
+    json: bool,
+    /// Objects listed in all, shared among the buckets.
+    #[arg(long, default_value_t = services::integrity::Limits::default().max_objects)]
+    max_objects: usize,
+    /// Rows read in all, shared among the tables.
+    #[arg(long, default_value_t = services::integrity::Limits::default().max_rows)]
+    max_rows: usize,
+    /// Seconds the check may take; past them it reports what it confirmed.
+    #[arg(long, default_value_t = services::integrity::Limits::default().time_budget.as_secs())]
+    max_secs: u64,
+    /// Objects changed within this many seconds are not judged (their rows may not have
+    /// committed yet).
+    #[arg(long, default_value_t = services::integrity::DEFAULT_GRACE.as_secs())]
+    grace_secs: u64,
+    /// Example keys shown per kind of finding.
+    #[arg(long, default_value_t = services::integrity::Limits::default().examples)]
+    examples: usize,
+    /// Do not read and hash the objects whose rows record a SHA-256 (sizes are still compared).
+    #[arg(long)]
+    no_checksums: bool,
 }
 
 /// Every function's routes: what API Gateway would route to each function, on one router.
@@ -109,6 +141,13 @@ async fn main() -> ExitCode {
     } else {
         LogFormat::Pretty
     };
+    if let Command::CheckStorage(opts) = cli.command {
+        // Its own exit statuses; with --json, stdout is the report alone (no log lines).
+        if !opts.json {
+            telemetry::init(log_format);
+        }
+        return check_storage(settings, opts).await;
+    }
     telemetry::init(log_format);
     let result = match cli.command {
         Command::Serve { port, host } => serve(settings, host, port).await,
@@ -116,6 +155,8 @@ async fn main() -> ExitCode {
         Command::Token { email, hours } => token(&settings, &email, hours),
         Command::DemoWarehouse { database } => demo_warehouse(settings, &database).await,
         Command::Precompute => precompute(settings).await,
+        // Handled above, with its own exit statuses.
+        Command::CheckStorage(_) => Ok(()),
         Command::Openapi => openapi(),
         Command::Eval(opts) => run_eval(settings, opts).await,
     };
@@ -138,8 +179,15 @@ fn openapi() -> anyhow::Result<()> {
 }
 
 /// Settings with a database: `DATABASE_URL`, or the local throwaway cluster.
-async fn with_database(
+async fn with_database(settings: Settings) -> anyhow::Result<(Settings, Option<LocalPostgres>)> {
+    open_database(settings, false).await
+}
+
+/// Like [`with_database`]; `quiet` says so on stderr instead of stdout (whose output is a
+/// document, e.g. `check-storage --json`).
+async fn open_database(
     mut settings: Settings,
+    quiet: bool,
 ) -> anyhow::Result<(Settings, Option<LocalPostgres>)> {
     if settings.database_url.is_some() {
         return Ok((settings, None));
@@ -147,10 +195,15 @@ async fn with_database(
     let dir = settings.data_dir.join("postgres");
     let shown = dir.display().to_string();
     let pg = tokio::task::spawn_blocking(move || LocalPostgres::start(&dir)).await??;
-    println!(
+    let says = format!(
         "Local Postgres on 127.0.0.1:{} (data in {shown})",
         pg.port()
     );
+    if quiet {
+        eprintln!("{says}");
+    } else {
+        println!("{says}");
+    }
     let admin = db::pool(
         &pg.url("postgres"),
         None,
@@ -173,8 +226,14 @@ async fn with_database(
 
 /// Stops the local cluster if this command started it (not one a running `bridge serve` owns).
 async fn stop(pg: Option<LocalPostgres>) {
+    stop_quietly(pg, false).await;
+}
+
+/// Like [`stop`]; `quiet` says so on stderr.
+async fn stop_quietly(pg: Option<LocalPostgres>, quiet: bool) {
     if let Some(pg) = pg.filter(|pg| pg.started_here) {
         match tokio::task::spawn_blocking(move || pg.stop()).await {
+            Ok(Ok(())) if quiet => eprintln!("Local Postgres stopped"),
             Ok(Ok(())) => println!("Local Postgres stopped"),
             Ok(Err(e)) => eprintln!("bridge: stopping the local Postgres: {e:#}"),
             Err(e) => eprintln!("bridge: stopping the local Postgres: {e}"),
@@ -414,6 +473,55 @@ async fn precompute(settings: Settings) -> anyhow::Result<()> {
     .await;
     stop(pg).await;
     result
+}
+
+/// `bridge check-storage`: the integrity check, read-only (no migrations either). Exit status
+/// 0 when clean, 1 when anything was found, 2 when it could not run.
+async fn check_storage(settings: Settings, opts: CheckStorageOptions) -> ExitCode {
+    let limits = services::integrity::Limits {
+        max_objects: opts.max_objects,
+        max_rows: opts.max_rows,
+        time_budget: Duration::from_secs(opts.max_secs),
+        grace: Duration::from_secs(opts.grace_secs),
+        examples: opts.examples,
+        verify_checksums: !opts.no_checksums,
+    };
+    let ran = async {
+        let (settings, pg) = open_database(settings, opts.json).await?;
+        let report = async {
+            let state = AppState::from_settings(settings, "bridge").await?;
+            Ok::<_, anyhow::Error>(services::integrity::check_storage(&state, &limits).await)
+        }
+        .await;
+        stop_quietly(pg, opts.json).await;
+        report
+    }
+    .await;
+    let report = match ran {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("bridge: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if opts.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("bridge: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        println!("{report}");
+    }
+    if report.findings() > 0 {
+        ExitCode::from(1)
+    } else if !report.errors.is_empty() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// A one-connection pool for the CLI's own work (migrations run without a statement timeout).
