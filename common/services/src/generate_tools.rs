@@ -121,14 +121,9 @@ async fn scope(dashboards: &Dashboards, ctx: &ToolContext) -> Result<Scope, Tool
     if connection.team_id != ctx.team_id {
         return Err(ToolError::NotFound("no such connection".into()));
     }
-    let settings: TeamSettings = client
-        .query_one(
-            "SELECT settings FROM teams WHERE id = $1",
-            &[&connection.team_id],
-        )
+    let settings = crate::check::team_settings(&client, connection.team_id)
         .await
-        .map_err(db_failed)
-        .map(|r| serde_json::from_value(r.get("settings")).unwrap_or_default())?;
+        .map_err(db_failed)?;
     let scanned = crate::catalog::scanned_tables(&client, connection.id)
         .await
         .map_err(db_failed)?;
