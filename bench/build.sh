@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${1:-$PWD/target/bench-build}"
 rm -rf "$CARGO_TARGET_DIR"
-functions=(teams connections catalog generate data precompute chat bridge)
+functions=(teams connections catalog generate data precompute chat migrate bridge)
 seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc; }
 touch_line() { sed -i '1s|^|// touched by bench/build.sh\n|' "$1"; }
 untouch() { sed -i '1{/^\/\/ touched by bench\/build.sh$/d}' "$1"; }

@@ -87,10 +87,13 @@ resource "aws_lambda_function" "fn" {
     }
   }
 
+  # The migrate deploy step runs first (migrate.tf): no function gets new code before the
+  # schema it needs exists.
   depends_on = [
     aws_cloudwatch_log_group.fn,
     aws_iam_role_policy.fn,
     aws_iam_role_policy_attachment.vpc,
+    aws_lambda_invocation.migrate,
   ]
 
   lifecycle {

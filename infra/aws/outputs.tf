@@ -51,3 +51,23 @@ output "secret_arns" {
     { for s in aws_secretsmanager_secret.openai_api_key : "openai_api_key" => s.arn },
   )
 }
+
+output "migration_report" {
+  description = "What the last migrate deploy step did (the migrations applied, the prompt blocks changed), as the function answered; null when run_migrations is off."
+  value       = try(jsondecode(aws_lambda_invocation.migrate["migrate"].result), null)
+}
+
+output "database_endpoint" {
+  description = "host:port of the managed Postgres (database_managed); null when the database is external."
+  value       = try(aws_db_instance.bridge["bridge"].endpoint, null)
+}
+
+output "database_proxy_endpoint" {
+  description = "Host of the RDS Proxy in front of the managed Postgres: what DATABASE_URL should name (database_proxy); null without one."
+  value       = try(aws_db_proxy.bridge["bridge"].endpoint, null)
+}
+
+output "database_master_secret_arn" {
+  description = "Secrets Manager secret holding the managed Postgres's master credentials (kept and rotated by RDS), to create the application role once; null when the database is external."
+  value       = try(aws_db_instance.bridge["bridge"].master_user_secret[0].secret_arn, null)
+}

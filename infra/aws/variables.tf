@@ -223,3 +223,70 @@ variable "log_retention_days" {
   type        = number
   default     = 365
 }
+
+# ---- deploys and the database ---------------------------------------------------------------
+
+variable "run_migrations" {
+  description = "Run the migrate deploy step (functions/migrate: migrations, then prompt blocks) as a Lambda invocation before the functions are updated, on every apply whose migrate artifact or database changed. false: run `bridge migrate` yourself before applying (docs/deploys.md)."
+  type        = bool
+  default     = true
+}
+
+variable "database_managed" {
+  description = "Create Bridge's Postgres here: an RDS for PostgreSQL instance in the VPC (vpc_subnet_ids), encrypted with the bridge key, with automated backups, point-in-time recovery and deletion protection (database.tf). false (the default): the database is external and DATABASE_URL points at it; give it equivalent backups yourself."
+  type        = bool
+  default     = false
+}
+
+variable "database_instance_class" {
+  description = "RDS instance class of the managed database."
+  type        = string
+  default     = "db.t4g.medium"
+}
+
+variable "database_engine_version" {
+  description = "PostgreSQL major version of the managed database (minor versions upgrade automatically; a major upgrade is a deliberate change of this value)."
+  type        = string
+  default     = "18"
+}
+
+variable "database_allocated_storage_gb" {
+  description = "Initial storage of the managed database, in GiB; it grows automatically up to database_max_allocated_storage_gb."
+  type        = number
+  default     = 20
+}
+
+variable "database_max_allocated_storage_gb" {
+  description = "Upper bound of storage autoscaling of the managed database, in GiB."
+  type        = number
+  default     = 200
+}
+
+variable "database_multi_az" {
+  description = "Run the managed database with a synchronous standby in a second availability zone (automatic failover)."
+  type        = bool
+  default     = true
+}
+
+variable "database_backup_retention_days" {
+  description = "Days of automated backups of the managed database, which is also the point-in-time recovery window (1-35)."
+  type        = number
+  default     = 14
+
+  validation {
+    condition     = var.database_backup_retention_days >= 1 && var.database_backup_retention_days <= 35
+    error_message = "database_backup_retention_days must be between 1 and 35 (0 would turn automated backups and point-in-time recovery off)."
+  }
+}
+
+variable "database_subnet_ids" {
+  description = "Private subnets (two availability zones at least) of the managed database. Empty: vpc_subnet_ids."
+  type        = list(string)
+  default     = []
+}
+
+variable "database_proxy" {
+  description = "Put an RDS Proxy in front of the managed database: Lambda instances then share a small pool of server connections instead of opening DATABASE_POOL_SIZE each (docs/capacity.md). Its credentials are the app user's secret (<name_prefix>/database-app-user, put out of band)."
+  type        = bool
+  default     = true
+}

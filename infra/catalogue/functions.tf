@@ -44,6 +44,7 @@ locals {
         "POST /v1/teams/{team_id}/members",
         "PATCH /v1/teams/{team_id}/members/{user_id}",
         "DELETE /v1/teams/{team_id}/members/{user_id}",
+        "GET /v1/teams/{team_id}/usage",
       ]
     }
 
@@ -175,6 +176,20 @@ locals {
         "GET /v1/observability/cost-summary",
         "GET /v1/observability/tool-cache-stats",
       ]
+    }
+  }
+
+  # Deploy steps: binaries that run to completion during a deploy and never serve traffic (no
+  # routes, no buckets, no key). Both roots run `migrate` (functions/migrate: the migrations,
+  # then the prompt blocks) before any function's new code takes traffic (docs/deploys.md): a
+  # Lambda invocation on AWS, a Cloud Run job execution on GCP. Its artifact is built like a
+  # function's (`cargo lambda build` builds every binary; the image with FUNCTION=migrate).
+  deploy_steps = {
+    migrate = {
+      memory_mb = 512
+      # A migration may rewrite a large table; Lambda's maximum. Long-running changes belong
+      # in an expand step of their own (docs/deploys.md), not in one 15-minute invocation.
+      timeout_s = 900
     }
   }
 

@@ -45,6 +45,11 @@ output "default_function" {
   value       = local.default_function
 }
 
+output "deploy_steps" {
+  description = "The deploy steps (binaries run to completion before traffic moves, e.g. migrate), by name."
+  value       = local.deploy_steps
+}
+
 output "buckets" {
   description = "Bucket purposes and their retention rules."
   value       = local.buckets

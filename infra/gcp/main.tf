@@ -26,7 +26,7 @@ locals {
 }
 
 resource "google_project_service" "apis" {
-  for_each = var.enable_apis ? toset([
+  for_each = var.enable_apis ? setunion([
     "cloudkms.googleapis.com",
     "cloudscheduler.googleapis.com",
     "compute.googleapis.com",
@@ -34,7 +34,8 @@ resource "google_project_service" "apis" {
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
-  ]) : toset([])
+    # The Cloud SQL connector (the /cloudsql mount) and a managed instance need the Admin API.
+  ], var.database_managed || var.cloud_sql_instance != null ? ["sqladmin.googleapis.com"] : []) : toset([])
 
   service            = each.value
   disable_on_destroy = false

@@ -51,3 +51,13 @@ output "secret_ids" {
     { for s in google_secret_manager_secret.openai_api_key : "openai_api_key" => s.secret_id },
   )
 }
+
+output "database_connection_name" {
+  description = "Cloud SQL connection name (project:region:instance) of the managed Postgres, mounted at /cloudsql/<it> in every service; null when the database is external."
+  value       = try(google_sql_database_instance.bridge["bridge"].connection_name, null)
+}
+
+output "migrate_job" {
+  description = "Name of the Cloud Run job that runs the migrate deploy step (`gcloud run jobs execute <it> --wait` by hand); null when run_migrations is off."
+  value       = try(google_cloud_run_v2_job.migrate["migrate"].name, null)
+}

@@ -64,7 +64,7 @@ resource "google_service_account" "fn" {
 }
 
 resource "google_project_iam_member" "cloudsql_client" {
-  for_each = var.cloud_sql_instance == null ? {} : local.functions
+  for_each = local.cloud_sql_instance == null ? {} : local.functions
 
   project = var.project_id
   role    = "roles/cloudsql.client"
@@ -104,7 +104,7 @@ resource "google_cloud_run_v2_service" "fn" {
     }
 
     dynamic "volumes" {
-      for_each = var.cloud_sql_instance == null ? [] : [var.cloud_sql_instance]
+      for_each = local.cloud_sql_instance == null ? [] : [local.cloud_sql_instance]
 
       content {
         name = "cloudsql"
@@ -173,7 +173,7 @@ resource "google_cloud_run_v2_service" "fn" {
       }
 
       dynamic "volume_mounts" {
-        for_each = var.cloud_sql_instance == null ? [] : [1]
+        for_each = local.cloud_sql_instance == null ? [] : [1]
 
         content {
           name       = "cloudsql"
@@ -201,7 +201,10 @@ resource "google_cloud_run_v2_service" "fn" {
     }
   }
 
+  # The migrate deploy step runs first (migrate.tf): no revision with new code is deployed
+  # before the schema it needs exists.
   depends_on = [
+    terraform_data.migrate,
     google_project_service.apis,
     google_secret_manager_secret_iam_member.database_url,
     google_secret_manager_secret_iam_member.anthropic_api_key,

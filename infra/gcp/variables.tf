@@ -54,7 +54,7 @@ variable "image_tag" {
 }
 
 variable "image_overrides" {
-  description = "Full image reference per function name, replacing <image_repository>/<name>:<image_tag> (e.g. to pin a digest)."
+  description = "Full image reference per function name (or `migrate`, the deploy step), replacing <image_repository>/<name>:<image_tag> (e.g. to pin a digest)."
   type        = map(string)
   default     = {}
 }
@@ -327,4 +327,65 @@ variable "kms_protection_level" {
     condition     = contains(["SOFTWARE", "HSM"], var.kms_protection_level)
     error_message = "kms_protection_level must be SOFTWARE or HSM."
   }
+}
+
+# ---- deploys and the database ---------------------------------------------------------------
+
+variable "run_migrations" {
+  description = "Run the migrate deploy step (functions/migrate: migrations, then prompt blocks) as a Cloud Run job, executed (gcloud run jobs execute --wait, from the machine running Terraform) before the services' new revisions are deployed, on every apply whose migrate image or database changed. false: run `bridge migrate` yourself before applying (docs/deploys.md)."
+  type        = bool
+  default     = true
+}
+
+variable "database_managed" {
+  description = "Create Bridge's Postgres here: a Cloud SQL for PostgreSQL instance on a private IP of vpc_network, with automated backups, point-in-time recovery and deletion protection (database.tf), mounted in every service through the Cloud SQL connector. false (the default): the database is external (cloud_sql_instance, or any DATABASE_URL); give it equivalent backups yourself."
+  type        = bool
+  default     = false
+}
+
+variable "database_tier" {
+  description = "Machine tier of the managed Cloud SQL instance (e.g. db-custom-2-7680: 2 vCPU, 7.5 GiB)."
+  type        = string
+  default     = "db-custom-2-7680"
+}
+
+variable "database_version" {
+  description = "Cloud SQL database version of the managed instance."
+  type        = string
+  default     = "POSTGRES_18"
+}
+
+variable "database_disk_size_gb" {
+  description = "Initial disk of the managed instance, in GB (it grows automatically)."
+  type        = number
+  default     = 20
+}
+
+variable "database_high_availability" {
+  description = "REGIONAL availability (a standby in a second zone, automatic failover) for the managed instance; false: ZONAL."
+  type        = bool
+  default     = true
+}
+
+variable "database_backup_retention_count" {
+  description = "Automated daily backups kept by the managed instance."
+  type        = number
+  default     = 14
+}
+
+variable "database_log_retention_days" {
+  description = "Days of write-ahead log kept for point-in-time recovery on the managed instance (1-7): the window a restore can target to the second."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.database_log_retention_days >= 1 && var.database_log_retention_days <= 7
+    error_message = "database_log_retention_days must be between 1 and 7."
+  }
+}
+
+variable "database_cmek" {
+  description = "Encrypt the managed instance (disk and backups) with the bridge key. The key ring must then be in the instance's region (kms_location null or equal to region)."
+  type        = bool
+  default     = true
 }

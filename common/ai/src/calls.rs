@@ -21,6 +21,10 @@ pub struct CallContext {
     pub session_id: Option<Uuid>,
     /// `chat`, `dashboard_generation`, `session_summary`, …
     pub purpose: String,
+    /// Who the call is charged to (the cost ledger's user), when a person asked for it.
+    pub user_id: Option<Uuid>,
+    /// The chat or generation run the call belongs to.
+    pub run_id: Option<Uuid>,
 }
 
 /// How a call ended, for [`ModelCalls::record_of`].
@@ -41,6 +45,8 @@ pub struct CallRecord {
     pub id: Uuid,
     pub team_id: Uuid,
     pub session_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub run_id: Option<Uuid>,
     pub provider: String,
     pub model: String,
     pub purpose: String,
@@ -103,24 +109,28 @@ impl ModelCalls {
         } else {
             request.model.clone()
         };
+        let span = crate::llm_span!(provider.name(), model);
         let started = Instant::now();
         let mut usage_seen = Usage::default();
         let mut first = None;
-        let outcome = match provider.stream(request).await {
-            Ok(stream) => {
-                llm::collect(stream, started, |e| {
-                    if first.is_none() {
-                        first = Some(started.elapsed());
-                    }
-                    if let Event::Usage(u) = e {
-                        usage_seen = *u;
-                    }
-                    on_event(e);
-                })
-                .await
+        let streamed = async {
+            match provider.stream(request).await {
+                Ok(stream) => {
+                    llm::collect(stream, started, |e| {
+                        if first.is_none() {
+                            first = Some(started.elapsed());
+                        }
+                        if let Event::Usage(u) = e {
+                            usage_seen = *u;
+                        }
+                        on_event(e);
+                    })
+                    .await
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
         };
+        let outcome = tracing::Instrument::instrument(streamed, span.clone()).await;
         let latency = started.elapsed();
         let (usage, stop, error) = match &outcome {
             Ok(turn) => (turn.usage, Some(turn.stop.clone()), None),
@@ -138,6 +148,7 @@ impl ModelCalls {
                 error,
             },
         );
+        span.in_scope(|| crate::telemetry::recorded(&record));
         self.record(&record).await?;
         Ok(outcome?)
     }
@@ -154,6 +165,8 @@ impl ModelCalls {
             id: Uuid::now_v7(),
             team_id: ctx.team_id,
             session_id: ctx.session_id,
+            user_id: ctx.user_id,
+            run_id: ctx.run_id,
             provider: provider.name().to_owned(),
             model: model.to_owned(),
             purpose: ctx.purpose.clone(),
@@ -174,8 +187,8 @@ impl ModelCalls {
         tx.execute(
             "INSERT INTO model_calls (id, team_id, session_id, provider, model, purpose, \
              input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, cost_usd, \
-             first_token_ms, latency_ms, stop_reason, error, executed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::numeric, $12, $13, $14, $15, $16)",
+             first_token_ms, latency_ms, stop_reason, error, executed_at, user_id, run_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::numeric, $12, $13, $14, $15, $16, $17, $18)",
             &[
                 &r.id,
                 &r.team_id,
@@ -193,6 +206,8 @@ impl ModelCalls {
                 &r.stop_reason,
                 &r.error,
                 &r.executed_at,
+                &r.user_id,
+                &r.run_id,
             ],
         )
         .await?;
@@ -230,7 +245,7 @@ impl ModelCalls {
             .query(
                 "SELECT id, team_id, session_id, provider, model, purpose, input_tokens, \
                  output_tokens, cached_input_tokens, cache_write_tokens, cost_usd::text, \
-                 first_token_ms, latency_ms, stop_reason, error, executed_at \
+                 first_token_ms, latency_ms, stop_reason, error, executed_at, user_id, run_id \
                  FROM model_calls WHERE session_id = $1 ORDER BY executed_at DESC, id DESC LIMIT $2",
                 &[&session_id, &limit],
             )
@@ -242,6 +257,8 @@ impl ModelCalls {
                     id: r.try_get(0)?,
                     team_id: r.try_get(1)?,
                     session_id: r.try_get(2)?,
+                    user_id: r.try_get(16)?,
+                    run_id: r.try_get(17)?,
                     provider: r.try_get(3)?,
                     model: r.try_get(4)?,
                     purpose: r.try_get(5)?,

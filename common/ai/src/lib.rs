@@ -20,6 +20,7 @@ pub mod artifacts;
 pub mod calls;
 pub mod prompts;
 pub mod sessions;
+pub mod telemetry;
 pub mod tool_cache;
 pub mod tools;
 

@@ -559,6 +559,8 @@ impl Sessions {
             team_id: m.team_id,
             session_id: Some(id),
             purpose: "session_summary".into(),
+            user_id: Some(m.user_id),
+            run_id: None,
         };
         let turn = calls.call(provider, &request, &ctx, |_| {}).await?;
         let summary: String = turn.text.trim().chars().take(499).collect();

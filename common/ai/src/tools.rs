@@ -160,7 +160,8 @@ impl<T: Tool> Erased for Typed<T> {
     async fn invoke(&self, ctx: &ToolContext, input: Value) -> Result<Value, ToolError> {
         let input: T::Input = serde_json::from_value(input)
             .map_err(|e| ToolError::Invalid(format!("the arguments do not fit: {e}")))?;
-        let output = self.tool.call(ctx, input).await?;
+        let span = tracing::info_span!("tool.call", tool = %self.spec.name);
+        let output = tracing::Instrument::instrument(self.tool.call(ctx, input), span).await?;
         serde_json::to_value(output)
             .map_err(|e| ToolError::Failed(format!("the result could not be written: {e}")))
     }

@@ -300,6 +300,8 @@ async fn deleting_a_session_deletes_its_objects_and_calls() {
         team_id: w.team,
         session_id: Some(s.id),
         purpose: "chat".into(),
+        user_id: None,
+        run_id: None,
     };
     calls
         .call(
@@ -370,6 +372,8 @@ async fn model_calls_are_costed_exactly_and_session_totals_match_their_sum() {
         team_id: w.team,
         session_id: Some(s.id),
         purpose: "chat".into(),
+        user_id: None,
+        run_id: None,
     };
     let usage = llm::Usage {
         input_tokens: 50,
@@ -939,6 +943,8 @@ async fn the_builtin_provider_drives_tools_end_to_end() {
         team_id: w.team,
         session_id: Some(s.id),
         purpose: "chat".into(),
+        user_id: None,
+        run_id: None,
     };
     let tctx = ctx(&w, w.team, w.connection);
     let mut history = vec![Message::user("What is in my warehouse?")];

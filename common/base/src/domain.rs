@@ -91,7 +91,7 @@ impl fmt::Display for Email {
 }
 
 /// Per-team settings, stored as JSONB on `teams.settings`. Unknown keys are refused.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamSettings {
     /// Byte cap for any one warehouse query (dry-run estimate and `maximumBytesBilled`).
@@ -104,6 +104,24 @@ pub struct TeamSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1024, maximum = 1_073_741_824)]
     pub max_result_bytes: Option<usize>,
+    /// Budget: dollars of LLM calls per UTC day, all the team's chat and generation runs
+    /// together. When spent, new runs answer 429 `budget_exceeded` until midnight UTC and
+    /// runs under way stop at their next step. None: no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1_000_000)]
+    pub daily_llm_usd: Option<f64>,
+    /// Budget: bytes the team's warehouse jobs may process per UTC day (tiles, precompute,
+    /// the agent's queries; dry runs are free and not counted). When spent, queries answer
+    /// `budget_exceeded` (cached results are still served), precompute skips, and new
+    /// chat and generation runs answer 429. None: no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 10_485_760, maximum = 1_000_000_000_000_000u64)]
+    pub daily_warehouse_bytes: Option<u64>,
+    /// Budget: generation runs (`POST /v1/dashboards/generate`) each member may start per
+    /// UTC day. None: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 100_000)]
+    pub daily_generation_runs_per_user: Option<u32>,
 }
 
 pub const DEFAULT_MAX_BYTES_BILLED: u64 = 100_000_000;
@@ -130,7 +148,38 @@ impl TeamSettings {
                 "must be between 1024 and 1073741824 (1 GiB); the server's own cap applies above it",
             ));
         }
+        if let Some(usd) = self.daily_llm_usd
+            && !(usd.is_finite() && (0.0..=1_000_000.0).contains(&usd))
+        {
+            errors.push(crate::FieldError::new(
+                "settings.daily_llm_usd",
+                "must be a number of dollars between 0 and 1000000",
+            ));
+        }
+        if let Some(b) = self.daily_warehouse_bytes
+            && !(MIN_MAX_BYTES_BILLED..=1_000_000_000_000_000).contains(&b)
+        {
+            errors.push(crate::FieldError::new(
+                "settings.daily_warehouse_bytes",
+                "must be between 10485760 (10 MiB) and 1000000000000000 (1 PB)",
+            ));
+        }
+        if let Some(n) = self.daily_generation_runs_per_user
+            && n > 100_000
+        {
+            errors.push(crate::FieldError::new(
+                "settings.daily_generation_runs_per_user",
+                "must be between 0 and 100000",
+            ));
+        }
         errors
+    }
+
+    /// Whether any daily budget is set (the checks cost a query only then).
+    pub fn has_budget(&self) -> bool {
+        self.daily_llm_usd.is_some()
+            || self.daily_warehouse_bytes.is_some()
+            || self.daily_generation_runs_per_user.is_some()
     }
 
     pub fn max_bytes_billed(&self) -> u64 {

@@ -7,7 +7,7 @@ use anyhow::Context;
 use axum::{
     Router,
     extract::{DefaultBodyLimit, FromRef, State},
-    http::{HeaderValue, Method, StatusCode, header},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware,
     response::{IntoResponse, Response},
 };
@@ -48,6 +48,8 @@ pub struct EdgeInner {
     pub auth: Authenticator,
     /// Which function this process serves (`teams`, …, or `bridge` for all of them).
     pub function: &'static str,
+    /// The API's rate limits per user and per team (`RATE_LIMIT_*`).
+    pub limiter: crate::ratelimit::RateLimiter,
 }
 
 impl Deref for Edge {
@@ -74,7 +76,10 @@ impl Edge {
             },
         )?;
         let auth = Authenticator::new(&settings.auth, settings.auth_leeway)?;
+        telemetry::observe_pool(&db);
+        let limiter = crate::ratelimit::RateLimiter::new(settings.rate_limits);
         Ok(Self(Arc::new(EdgeInner {
+            limiter,
             settings,
             db,
             auth,
@@ -427,6 +432,8 @@ fn cors(settings: &Settings) -> Option<CorsLayer> {
                 header::IF_MATCH,
                 header::IF_NONE_MATCH,
                 telemetry::CORRELATION_HEADER,
+                HeaderName::from_static("traceparent"),
+                HeaderName::from_static("tracestate"),
             ])
             .expose_headers([
                 telemetry::CORRELATION_HEADER,
@@ -510,7 +517,7 @@ where
             return ExitCode::from(2);
         }
     };
-    telemetry::init(settings.log_format);
+    telemetry::init_with(settings.log_format, &settings.otel, function);
     let port = settings.port;
     let built = match Edge::new(settings, function) {
         Ok(edge) => state(edge).await,
@@ -524,7 +531,9 @@ where
         }
     };
     let app = build(routes(), state.clone());
-    match serve(app, state, port).await {
+    let served = serve(app, state, port).await;
+    telemetry::shutdown().await;
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "server failed");

@@ -320,7 +320,9 @@ where
                 )
             })?;
         let claims = edge.auth.verify(token).await?;
-        edge.auth.resolve(&edge.db, claims).await
+        let user = edge.auth.resolve(&edge.db, claims).await?;
+        edge.limiter.user(&edge.db, user.id).await?;
+        Ok(user)
     }
 }
 

@@ -168,7 +168,7 @@ impl ApiError {
             status: self.status.as_u16(),
             detail: self.detail.to_string(),
             code: self.code.to_owned(),
-            trace_id: crate::telemetry::current_correlation_id().unwrap_or_default(),
+            trace_id: crate::telemetry::current_trace_id().unwrap_or_default(),
             errors: self.errors.clone(),
         }
     }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod pagination;
+pub mod ratelimit;
 pub mod runtime;
 pub mod telemetry;
 pub mod tenancy;

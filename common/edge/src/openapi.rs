@@ -1,6 +1,6 @@
 //! Finishing the OpenAPI document the routes declare, so that what every route shares is
 //! declared once, the same way: the server, the refusals every authenticated route can
-//! answer (401, 503), those of every route with parameters (400) or a body (413, 415, 422),
+//! answer (401, 429 for rate limits and budgets, 503), those of every route with parameters (400) or a body (413, 415, 422),
 //! a description on every response, and descriptions free of rustdoc's link syntax.
 //! `GET /openapi.json` serves the finished document, and `bridge openapi` prints it.
 
@@ -145,6 +145,7 @@ fn finish_operation(op: &mut Map<String, Value>) {
     };
     if !public {
         add("401");
+        add("429");
         add("503");
     }
     if has_params || has_body {

@@ -18,6 +18,13 @@ pub fn on_lambda() -> bool {
 pub async fn serve(app: Router, port: u16, streaming: bool) -> anyhow::Result<()> {
     if on_lambda() {
         tracing::info!(streaming, "serving through the Lambda runtime");
+        // Spans and metrics leave before the invocation returns: a frozen sandbox sends
+        // nothing (a streamed answer's later spans go with the next invocation's).
+        let app = tower::ServiceExt::<lambda_http::Request>::map_future(app, |answer| async move {
+            let response = answer.await;
+            crate::telemetry::flush().await;
+            response
+        });
         let result = if streaming {
             lambda_http::run_with_streaming_response(app).await
         } else {
@@ -46,7 +53,11 @@ where
     let handler = lambda_http::lambda_runtime::service_fn(
         move |event: lambda_http::LambdaEvent<serde_json::Value>| {
             let (app, on_event) = (app.clone(), on_event.clone());
-            async move { dispatch(app, on_event, event).await }
+            async move {
+                let outcome = dispatch(app, on_event, event).await;
+                crate::telemetry::flush().await;
+                outcome
+            }
         },
     );
     lambda_http::lambda_runtime::run(handler)

@@ -55,6 +55,7 @@ pub struct BreakerSnapshot {
 
 impl Breaker {
     pub fn new(provider: &'static str, failures: u32, cooldown: Duration) -> Self {
+        crate::telemetry::breaker_state(provider, BreakerState::Closed);
         Self {
             provider,
             failures: failures.max(1),
@@ -87,6 +88,7 @@ impl Breaker {
                 if elapsed >= self.cooldown {
                     inner.state = BreakerState::HalfOpen;
                     inner.trial_in_flight = true;
+                    crate::telemetry::breaker_state(self.provider, BreakerState::HalfOpen);
                     tracing::info!(
                         target: "llm_breaker",
                         provider = self.provider,
@@ -120,6 +122,7 @@ impl Breaker {
                 state = "closed",
                 "LLM circuit closed: the provider answers again"
             );
+            crate::telemetry::breaker_state(self.provider, BreakerState::Closed);
         }
         inner.state = BreakerState::Closed;
         inner.consecutive_failures = 0;
@@ -140,6 +143,7 @@ impl Breaker {
             inner.state = BreakerState::Open;
             inner.opened_at = Some(Instant::now());
             self.opened_total.fetch_add(1, Ordering::Relaxed);
+            crate::telemetry::breaker_state(self.provider, BreakerState::Open);
             tracing::warn!(
                 target: "llm_breaker",
                 provider = self.provider,

@@ -28,6 +28,7 @@ pub mod breaker;
 pub mod builtin;
 pub mod openai;
 pub mod prices;
+pub mod telemetry;
 pub mod transport;
 
 pub use breaker::{Breaker, BreakerState};

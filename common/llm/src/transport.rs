@@ -76,10 +76,13 @@ impl Transport {
         }
         let provider = self.provider;
         let attempt = || async {
-            let response = build().send().await.map_err(|e| LlmError::Connect {
-                provider,
-                message: describe(&e),
-            })?;
+            let response = crate::telemetry::propagate(build())
+                .send()
+                .await
+                .map_err(|e| LlmError::Connect {
+                    provider,
+                    message: describe(&e),
+                })?;
             let status = response.status();
             if status.is_success() {
                 return Ok(response);

@@ -408,6 +408,7 @@ impl ObjectStoreBlobs {
 
 #[async_trait]
 impl BlobStore for ObjectStoreBlobs {
+    #[tracing::instrument(name = "blob.get", skip_all)]
     async fn get(&self, key: &str) -> Result<Blob, BlobError> {
         let path = self.path(key)?;
         let r = self
@@ -423,14 +424,17 @@ impl BlobStore for ObjectStoreBlobs {
         Ok(Blob { bytes, version })
     }
 
+    #[tracing::instrument(name = "blob.put", skip_all)]
     async fn put(&self, key: &str, bytes: Bytes) -> Result<BlobVersion, BlobError> {
         self.put_mode(key, bytes, PutMode::Overwrite).await
     }
 
+    #[tracing::instrument(name = "blob.create", skip_all)]
     async fn create(&self, key: &str, bytes: Bytes) -> Result<BlobVersion, BlobError> {
         self.put_mode(key, bytes, PutMode::Create).await
     }
 
+    #[tracing::instrument(name = "blob.replace", skip_all)]
     async fn replace(
         &self,
         key: &str,
@@ -446,6 +450,7 @@ impl BlobStore for ObjectStoreBlobs {
         }
     }
 
+    #[tracing::instrument(name = "blob.delete", skip_all)]
     async fn delete(&self, key: &str) -> Result<(), BlobError> {
         let path = self.path(key)?;
         match self.store.delete(&path).await {
@@ -454,6 +459,7 @@ impl BlobStore for ObjectStoreBlobs {
         }
     }
 
+    #[tracing::instrument(name = "blob.head", skip_all)]
     async fn head(&self, key: &str) -> Result<BlobMeta, BlobError> {
         let path = self.path(key)?;
         let m = self
@@ -465,6 +471,7 @@ impl BlobStore for ObjectStoreBlobs {
             .ok_or_else(|| BlobError::InvalidKey(key.to_owned()))
     }
 
+    #[tracing::instrument(name = "blob.list", skip_all)]
     async fn list(&self, prefix: &str, limit: usize) -> Result<BlobListing, BlobError> {
         let root = self.list_root(prefix)?;
         if limit == 0 {

@@ -142,6 +142,7 @@ fn aes_open(
 }
 
 /// Seals `plaintext` under a fresh data key bound to `binding`.
+#[tracing::instrument(name = "kms.seal", skip_all)]
 pub async fn seal(
     ring: &dyn KeyRing,
     binding: &Binding,
@@ -160,6 +161,7 @@ pub async fn seal(
 }
 
 /// Opens an envelope sealed for `binding`.
+#[tracing::instrument(name = "kms.open", skip_all)]
 pub async fn open(
     ring: &dyn KeyRing,
     binding: &Binding,

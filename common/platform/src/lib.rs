@@ -7,4 +7,5 @@ pub mod blob;
 pub mod gcp;
 pub mod keyring;
 pub mod lambda;
+pub mod telemetry;
 pub mod warehouse;

@@ -53,6 +53,8 @@ pub struct Chat(Arc<Inner>);
 
 struct Inner {
     db: Pool,
+    /// The edge, for the team's rate limit on new runs.
+    edge: edge::Edge,
     sessions: Sessions,
     calls: ModelCalls,
     tool_cache: ToolCache,
@@ -181,6 +183,7 @@ impl Chat {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: Pool,
+        edge: edge::Edge,
         sessions: Sessions,
         calls: ModelCalls,
         tool_cache: ToolCache,
@@ -192,6 +195,7 @@ impl Chat {
     ) -> Self {
         Self(Arc::new(Inner {
             db,
+            edge,
             sessions,
             calls,
             tool_cache,
@@ -302,6 +306,9 @@ impl Chat {
                 ),
             ));
         }
+        // Given back before the session store takes one of its own: holding it there made
+        // concurrent creations wait on each other until the pool timed out.
+        drop(client);
         self.0
             .sessions
             .create(NewSession {
@@ -597,12 +604,29 @@ impl Chat {
             },
             &message,
         )?;
+        self.0
+            .edge
+            .limiter
+            .team(&self.0.db, session.team_id)
+            .await?;
         // A run whose process died must not hold the session for ever.
         self.reap(Some(session_id)).await?;
         let run_id = Uuid::now_v7();
         let token = base::crypto::random_token(32);
-        let client = self.0.db.get().await?;
-        let inserted = client
+        let mut client = self.0.db.get().await?;
+        let tx = client.transaction().await?;
+        // The daily budgets: a spent one answers 429 (see `usage::admit_run`).
+        let limits = self.0.limits;
+        crate::usage::admit_run(
+            &tx,
+            session.team_id,
+            user.id,
+            generation.is_some(),
+            limits.usd,
+            limits.wall.as_secs_f64() + 60.0,
+        )
+        .await?;
+        let inserted = tx
             .execute(
                 "INSERT INTO chat_runs (id, session_id, team_id, user_id, replay_token_hash, replay_expires_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -625,6 +649,8 @@ impl Chat {
             }
             return Err(e.into());
         }
+        tx.commit().await?;
+        drop(client);
         let (tx, rx) = mpsc::channel(256);
         let run = Run {
             chat: self.clone(),
@@ -644,7 +670,24 @@ impl Chat {
             used_tokens: 0,
             used_usd: 0.0,
         };
-        tokio::spawn(run.drive(message, token));
+        // The run's warehouse jobs (the tools' queries and dry runs) are charged to it.
+        let charge = crate::usage::Charge {
+            user_id: Some(user.id),
+            purpose: crate::usage::Purpose::Agent,
+            dashboard: None,
+            session_id: Some(session_id),
+            run_id: Some(run_id),
+        };
+        let span = tracing::info_span!(
+            "chat.stream",
+            session_id = %session_id,
+            run_id = %run_id,
+            generation = run.generation.is_some(),
+        );
+        tokio::spawn(crate::usage::charged(
+            charge,
+            tracing::Instrument::instrument(run.drive(message, token), span),
+        ));
         Ok(Started {
             run_id,
             session_id,
@@ -767,6 +810,25 @@ fn llm_stop(e: &LlmError) -> Stop {
 }
 
 impl Run {
+    /// Stops the run when a budget of its team was spent since it started (by it or by
+    /// others): checked before each model call after the first.
+    async fn check_budget(&self) -> Result<(), Stop> {
+        let client = self
+            .chat
+            .0
+            .db
+            .get()
+            .await
+            .map_err(|e| Stop::new("internal", e.to_string()))?;
+        let spent = crate::usage::spent(&**client, self.session.team_id, None, 0.0)
+            .await
+            .map_err(|e| Stop::new("internal", e.to_string()))?;
+        match spent.run_refusal() {
+            Some(reason) => Err(Stop::new("budget_exceeded", reason)),
+            None => Ok(()),
+        }
+    }
+
     /// Writes an event, then sends it. A client that went away only stops the sending.
     async fn emit(&mut self, event: &str, data: Value) -> Result<(), Stop> {
         self.seq += 1;
@@ -963,6 +1025,9 @@ impl Run {
         let mut cost_pico: u64 = 0;
         let mut unpriced = false;
         for step in 1..=limits.steps {
+            if step > 1 {
+                self.check_budget().await?;
+            }
             let mut request = Request::new(history.clone(), chat.0.max_tokens);
             request.model = self.session.model.clone();
             request.system = system.clone();
@@ -1174,8 +1239,16 @@ impl Run {
         let mut tool_calls = Vec::new();
         let mut stop = None;
         let mut failure: Option<Stop> = None;
+        let span = ai::llm_span!(
+            provider.name(),
+            if request.model.is_empty() {
+                provider.default_model()
+            } else {
+                request.model.as_str()
+            }
+        );
         let opened = tokio::select! {
-            s = provider.stream(request) => Some(s),
+            s = tracing::Instrument::instrument(provider.stream(request), span.clone()) => Some(s),
             _ = tokio::time::sleep_until(deadline.into()) => None,
             _ = self.stopped() => { failure = Some(Stop::new("cancelled", "the run was cancelled")); None }
         };
@@ -1264,6 +1337,8 @@ impl Run {
             } else {
                 "chat".into()
             },
+            user_id: Some(self.user),
+            run_id: Some(self.id),
         };
         let record = chat.0.calls.record_of(
             provider.as_ref(),
@@ -1279,6 +1354,7 @@ impl Run {
                     .map(|f| format!("{}: {}", f.code, f.message)),
             },
         );
+        span.in_scope(|| ai::telemetry::recorded(&record));
         if let Err(e) = chat.0.calls.record(&record).await {
             tracing::error!(run = %self.id, error = %e, "a model call could not be recorded");
         }

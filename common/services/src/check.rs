@@ -19,7 +19,7 @@ use sqlguard::TableRef;
 use crate::{
     connections, connections::Connection, connections::ConnectionStatus, dashboards::Dashboards,
 };
-use base::{domain::Role, domain::TeamSettings};
+use base::domain::Role;
 use dashboard::{
     compile::{CompiledQuery, compile},
     spec::{DashboardSpec, ParamType},
@@ -182,7 +182,7 @@ impl Dashboards {
             platform::warehouse::Dialect::Bigquery => written.eq_ignore_ascii_case(&home),
             platform::warehouse::Dialect::Postgres => written == home,
         };
-        let team_settings = team_settings(&client, connection.team_id).await?;
+        let team_settings = crate::usage::team_settings(&**client, connection.team_id).await?;
         drop(client);
         let mut tables: HashMap<String, Vec<TableRef>> = HashMap::new();
         let mut runnable: Vec<usize> = Vec::new();
@@ -374,15 +374,4 @@ pub fn require_valid(outcome: Outcome) -> Result<Checked, ApiError> {
             Err(crate::error::ServiceError::InvalidDashboard(errors).into())
         }
     }
-}
-
-/// A team's settings (`teams.settings`); the defaults where a stored value no longer parses.
-pub(crate) async fn team_settings(
-    client: &tokio_postgres::Client,
-    team_id: uuid::Uuid,
-) -> Result<TeamSettings, tokio_postgres::Error> {
-    let row = client
-        .query_one("SELECT settings FROM teams WHERE id = $1", &[&team_id])
-        .await?;
-    Ok(serde_json::from_value(row.get("settings")).unwrap_or_default())
 }

@@ -639,8 +639,21 @@ impl Connections {
     }
 
     /// The connection's warehouse, opened (or taken from the cache) with its sealed
-    /// credentials.
+    /// credentials, metered: every query and dry run is written to the cost ledger and held
+    /// to the team's daily warehouse budget (see [`crate::usage`]).
     pub async fn warehouse(&self, connection: &Connection) -> ServiceResult<Arc<dyn Warehouse>> {
+        let opened = self.opened(connection).await?;
+        Ok(crate::usage::Metered::wrap(
+            opened,
+            crate::usage::Meter {
+                db: self.0.db.clone(),
+                team_id: connection.team_id,
+                connection_id: connection.id,
+            },
+        ))
+    }
+
+    async fn opened(&self, connection: &Connection) -> ServiceResult<Arc<dyn Warehouse>> {
         let key = (connection.id, connection.credentials_key.clone());
         self.0
             .opened

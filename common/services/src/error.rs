@@ -179,6 +179,7 @@ impl ServiceError {
                     WarehouseError::Credentials(_)
                     | WarehouseError::PermissionDenied(_)
                     | WarehouseError::Unavailable(_) => StatusCode::BAD_GATEWAY,
+                    WarehouseError::BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
                 },
                 e.code(),
             ),
@@ -214,6 +215,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Internal(source) => ApiError::internal(anyhow::anyhow!("{source:#}")),
             ServiceError::Unavailable(source) => {
                 ApiError::unavailable(anyhow::anyhow!("{source:#}"))
+            }
+            ServiceError::Warehouse(WarehouseError::BudgetExceeded(reason)) => {
+                crate::usage::budget_exceeded(reason)
             }
             other => {
                 let (status, code) = other.mapping();

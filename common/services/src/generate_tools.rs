@@ -73,7 +73,7 @@ pub const WANTED_SLUG: &str = "slug";
 pub const SAVED: &str = "saved";
 
 /// BigQuery's on-demand price per TiB read (the estimate a dry run's bytes are priced at).
-pub const BIGQUERY_USD_PER_TIB: f64 = 6.25;
+pub use crate::usage::BIGQUERY_USD_PER_TIB;
 
 fn user(ctx: &ToolContext) -> CurrentUser {
     CurrentUser {
@@ -121,7 +121,7 @@ async fn scope(dashboards: &Dashboards, ctx: &ToolContext) -> Result<Scope, Tool
     if connection.team_id != ctx.team_id {
         return Err(ToolError::NotFound("no such connection".into()));
     }
-    let settings = crate::check::team_settings(&client, connection.team_id)
+    let settings = crate::usage::team_settings(&**client, connection.team_id)
         .await
         .map_err(db_failed)?;
     let scanned = crate::catalog::scanned_tables(&client, connection.id)
@@ -198,10 +198,7 @@ impl Scope {
     }
 
     fn cost_usd(&self, bytes: u64) -> f64 {
-        match self.dialect() {
-            Dialect::Bigquery => bytes as f64 / (1u64 << 40) as f64 * BIGQUERY_USD_PER_TIB,
-            Dialect::Postgres => 0.0,
-        }
+        crate::usage::warehouse_usd(self.dialect(), bytes).unwrap_or(0.0)
     }
 }
 

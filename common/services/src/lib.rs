@@ -34,6 +34,8 @@ pub mod observability;
 pub mod run_stream;
 pub mod serving;
 pub mod state;
+pub mod telemetry;
+pub mod usage;
 
 pub use error::{ServiceError, ServiceResult};
 pub use state::{AppState, run_function, run_function_with_events};

@@ -338,7 +338,12 @@ impl Serving {
                 let dialect = connections::dialect_of(&client, dashboard.connection_id)
                     .await?
                     .ok_or_else(connections::connection_not_found)?;
-                let (queries, errors) = compile(&spec, dialect);
+                let (queries, errors) = tracing::info_span!(
+                    "dashboard.compile",
+                    dashboard_slug = %dashboard.slug,
+                    version = dashboard.version,
+                )
+                .in_scope(|| compile(&spec, dialect));
                 if !errors.is_empty() || !parsed.errors.is_empty() {
                     return Err(ApiError::internal(anyhow::anyhow!(
                         "stored YAML of {} v{} is no longer valid: {errors:?} {:?}",
@@ -742,8 +747,35 @@ impl Serving {
         drop(client);
         let warehouse = self.0.connections.warehouse(&connection).await?;
         let started = Instant::now();
-        let result = warehouse.query(&query.sql, params, limits).await?;
+        // The SQL's hash, never its text's parameter values (they are bound, not in it).
+        let span = tracing::info_span!(
+            "sql.execute",
+            dashboard_slug = %dashboard.slug,
+            query_id = %query.id,
+            query_hash = %&base::crypto::sha256_hex(query.sql.as_bytes())[..16],
+            dialect = warehouse.dialect().as_str(),
+            cache_hit = false,
+            bytes_scanned = tracing::field::Empty,
+            rows = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        let ran = tracing::Instrument::instrument(
+            warehouse.query(&query.sql, params, limits),
+            span.clone(),
+        )
+        .await;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        span.record("duration_ms", duration_ms);
+        crate::telemetry::warehouse_query(
+            warehouse.dialect().as_str(),
+            ran.is_ok(),
+            ran.as_ref().ok().and_then(|r| r.bytes_scanned),
+        );
+        let result = ran?;
+        span.record("rows", result.rows.len());
+        if let Some(b) = result.bytes_scanned {
+            span.record("bytes_scanned", b);
+        }
         let (row_count, truncated, bytes_scanned) =
             (result.rows.len(), result.truncated, result.bytes_scanned);
         #[derive(Serialize)]
@@ -958,16 +990,19 @@ impl Serving {
 }
 
 impl Serving {
-    /// Answers the chosen queries (all when `only` is `None`), in parallel, in plan order.
-    /// Returns each outcome and how many ran on the warehouse.
+    /// Answers the chosen queries (all when `only` is `None`), in parallel, in plan order,
+    /// for `viewer` (who the warehouse jobs of cache misses are charged to). Returns each
+    /// outcome and how many ran on the warehouse.
     pub async fn run(
         &self,
         dashboard: Arc<Dashboard>,
         plan: Arc<Plan>,
         values: HashMap<String, ParamValue>,
         only: Option<usize>,
+        viewer: Uuid,
     ) -> (Vec<(String, Outcome)>, usize) {
-        self.run_with(dashboard, plan, values, only, false).await
+        let charge = crate::usage::Charge::new(Some(viewer), crate::usage::Purpose::Tile);
+        crate::usage::charged(charge, self.run_with(dashboard, plan, values, only, false)).await
     }
 
     /// [`run`](Self::run); `fresh`: every query runs on the warehouse, whatever the caches
@@ -981,6 +1016,22 @@ impl Serving {
         fresh: bool,
     ) -> (Vec<(String, Outcome)>, usize) {
         let values = Arc::new(values);
+        let charge = crate::usage::current().with_dashboard(dashboard.id, dashboard.version);
+        crate::usage::charged(
+            charge,
+            self.run_charged(dashboard, plan, values, only, fresh),
+        )
+        .await
+    }
+
+    async fn run_charged(
+        &self,
+        dashboard: Arc<Dashboard>,
+        plan: Arc<Plan>,
+        values: Arc<HashMap<String, ParamValue>>,
+        only: Option<usize>,
+        fresh: bool,
+    ) -> (Vec<(String, Outcome)>, usize) {
         let indices: Vec<usize> = match only {
             Some(i) => vec![i],
             None => (0..plan.queries.len()).collect(),
@@ -992,6 +1043,9 @@ impl Serving {
         let mut executed = 0;
         while let Some((i, outcome, ran)) = running.next().await {
             executed += usize::from(ran);
+            if let Outcome::Served { cache_hit, .. } = &outcome {
+                crate::telemetry::cache_lookup(*cache_hit);
+            }
             outcomes.push((i, outcome));
         }
         outcomes.sort_by_key(|(i, _)| *i);
@@ -1063,22 +1117,62 @@ pub struct PrecomputeReport {
     pub cache_hits: usize,
     pub errors: Vec<QueryFailure>,
     pub duration_ms: u64,
+    /// Why nothing ran, when the dashboard was skipped (`budget_exceeded`: the team's daily
+    /// warehouse budget is spent). The skip is in the cost ledger too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 impl Serving {
     /// Fills the cache for the dashboard's current version with default parameter values.
+    #[tracing::instrument(name = "precompute.run", skip_all, fields(
+        dashboard_slug = %dashboard.slug, force = force, queries_executed = tracing::field::Empty,
+        cache_hits = tracing::field::Empty,
+    ))]
     pub async fn precompute(
         &self,
         dashboard: Dashboard,
         force: bool,
     ) -> ApiResult<PrecomputeReport> {
         let started = Instant::now();
+        let charge = crate::usage::Charge {
+            purpose: crate::usage::Purpose::Precompute,
+            ..crate::usage::current()
+        };
+        let refusal = {
+            let client = self.0.db.get().await?;
+            crate::usage::spent(&**client, dashboard.team_id, None, 0.0)
+                .await?
+                .warehouse_refusal()
+        };
+        if let Some(reason) = refusal {
+            crate::usage::record_skip(&self.0.db, &dashboard, &charge, "budget_exceeded").await;
+            tracing::warn!(dashboard = %dashboard.slug, reason, "precompute skipped");
+            let client = self.0.db.get().await?;
+            client
+                .execute(
+                    "UPDATE dashboards SET last_precomputed_at = now() WHERE id = $1",
+                    &[&dashboard.id],
+                )
+                .await?;
+            return Ok(PrecomputeReport {
+                dashboard_slug: dashboard.slug.clone(),
+                version: dashboard.version,
+                queries_executed: 0,
+                cache_hits: 0,
+                errors: Vec::new(),
+                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                skipped: Some("budget_exceeded".to_owned()),
+            });
+        }
         let plan = self.plan(&dashboard).await?;
         let values = bind_parameters(&plan.spec, &[]).unwrap_or_default();
         let dashboard = Arc::new(dashboard);
-        let (outcomes, executed) = self
-            .run_with(dashboard.clone(), plan, values, None, force)
-            .await;
+        let (outcomes, executed) = crate::usage::charged(
+            charge,
+            self.run_with(dashboard.clone(), plan, values, None, force),
+        )
+        .await;
         let mut hits = 0;
         let mut errors = Vec::new();
         for (id, o) in &outcomes {
@@ -1096,6 +1190,9 @@ impl Serving {
                 }
             }
         }
+        let span = tracing::Span::current();
+        span.record("queries_executed", executed);
+        span.record("cache_hits", hits);
         let client = self.0.db.get().await?;
         client
             .execute(
@@ -1110,6 +1207,7 @@ impl Serving {
             cache_hits: hits,
             errors,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            skipped: None,
         })
     }
 }

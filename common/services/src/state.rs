@@ -156,6 +156,7 @@ impl AppState {
         let observability = crate::observability::Observability::new(db.clone());
         let chat = Chat::new(
             db.clone(),
+            edge.clone(),
             ai::sessions::Sessions::new(db.clone(), buckets.sessions.clone()),
             ai::calls::ModelCalls::new(db.clone(), Arc::new(prices)),
             ai::tool_cache::ToolCache::new(db, buckets.cache.clone()),

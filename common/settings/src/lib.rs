@@ -180,6 +180,9 @@ pub struct Settings {
     pub scheduler: Option<SchedulerSettings>,
     /// `CORS_ALLOWED_ORIGINS`: comma-separated origins allowed to call the API from a browser.
     pub cors_allowed_origins: Vec<String>,
+    /// `CONSOLE_ENABLED`: whether `bridge serve` serves the developer console at `/console`
+    /// (default: on, except in production).
+    pub console_enabled: bool,
     /// `DATA_MAX_RESPONSE_BYTES`: the most bytes a whole dashboard's data response may take
     /// (default 5 MiB, under the 6 MB a buffered Lambda response can carry).
     pub max_response_bytes: usize,
@@ -195,6 +198,178 @@ pub struct Settings {
     /// `STORAGE_CHECK_EVERY_SECS`: how often the scheduled tick runs the storage integrity
     /// check (default 86400, a day); `None` (0) never.
     pub storage_check_every: Option<Duration>,
+    /// API rate limits (token buckets in Postgres, shared by every instance).
+    pub rate_limits: RateLimits,
+    /// OpenTelemetry: the standard `OTEL_*` variables (export is off unless an OTLP
+    /// endpoint is set).
+    pub otel: OtelSettings,
+}
+
+/// Requests per minute allowed, each a token bucket that holds a minute's worth (the burst)
+/// and refills continuously; `None` (0): no limit. The defaults apply in production only
+/// (development and tests run unlimited unless a variable is set).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    /// `RATE_LIMIT_USER_PER_MIN` (production default 1200): every authenticated request of
+    /// one user.
+    pub user_per_min: Option<u32>,
+    /// `RATE_LIMIT_TEAM_PER_MIN` (production default 6000): the requests of all of a team's
+    /// members that reach its warehouse or its LLM budget (dashboard data, chat and
+    /// generation runs).
+    pub team_per_min: Option<u32>,
+}
+
+pub const DEFAULT_RATE_LIMIT_USER_PER_MIN: u32 = 1200;
+pub const DEFAULT_RATE_LIMIT_TEAM_PER_MIN: u32 = 6000;
+
+/// OpenTelemetry export over OTLP/HTTP (protobuf), read from the standard variables:
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` (or the per-signal `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` and
+/// `…_METRICS_ENDPOINT`), `OTEL_EXPORTER_OTLP_HEADERS` (never logged), `OTEL_SERVICE_NAME`
+/// (default: the function's name), `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`
+/// (default `parentbased_always_on`), `OTEL_METRIC_EXPORT_INTERVAL` (ms, default 60000).
+#[derive(Clone)]
+pub struct OtelSettings {
+    /// Where spans go (`…/v1/traces`); `None`: no span is exported.
+    pub traces_endpoint: Option<String>,
+    /// Where metrics go (`…/v1/metrics`); `None`: no metric is exported.
+    pub metrics_endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_HEADERS` (`k=v,k2=v2`, values percent-decoded), e.g. a vendor's key.
+    pub headers: Vec<(String, SecretString)>,
+    pub service_name: Option<String>,
+    pub sampler: OtelSampler,
+    pub metric_export_interval: Duration,
+}
+
+impl std::fmt::Debug for OtelSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtelSettings")
+            .field("traces_endpoint", &self.traces_endpoint)
+            .field("metrics_endpoint", &self.metrics_endpoint)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("service_name", &self.service_name)
+            .field("sampler", &self.sampler)
+            .field("metric_export_interval", &self.metric_export_interval)
+            .finish()
+    }
+}
+
+impl OtelSettings {
+    /// Is anything exported?
+    pub fn enabled(&self) -> bool {
+        self.traces_endpoint.is_some() || self.metrics_endpoint.is_some()
+    }
+}
+
+/// `OTEL_TRACES_SAMPLER` (with `OTEL_TRACES_SAMPLER_ARG`, a ratio in [0, 1], for the ratio
+/// samplers).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OtelSampler {
+    AlwaysOn,
+    AlwaysOff,
+    TraceIdRatio(f64),
+    ParentBasedAlwaysOn,
+    ParentBasedAlwaysOff,
+    ParentBasedTraceIdRatio(f64),
+}
+
+fn otel_settings(get: &impl Fn(&str) -> Option<String>) -> Result<OtelSettings, SettingsError> {
+    let trimmed = |name: &str| get(name).map(|v| v.trim().to_owned());
+    let base = trimmed("OTEL_EXPORTER_OTLP_ENDPOINT").map(|v| v.trim_end_matches('/').to_owned());
+    let signal = |var: &'static str, path: &str| -> Result<Option<String>, SettingsError> {
+        let url = match trimmed(var) {
+            Some(url) => url,
+            None => match &base {
+                Some(base) => format!("{base}{path}"),
+                None => return Ok(None),
+            },
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(err(var, "must be an http:// or https:// URL"));
+        }
+        Ok(Some(url))
+    };
+    if let Some(base) = &base
+        && !(base.starts_with("http://") || base.starts_with("https://"))
+    {
+        return Err(err(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "must be an http:// or https:// URL",
+        ));
+    }
+    let traces_endpoint = signal("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "/v1/traces")?;
+    let metrics_endpoint = signal("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "/v1/metrics")?;
+    let mut headers = Vec::new();
+    for pair in get("OTEL_EXPORTER_OTLP_HEADERS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+    {
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(err(
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "expected key=value pairs",
+            ));
+        };
+        let v = percent_decode(v.trim());
+        headers.push((k.trim().to_owned(), SecretString::from(v)));
+    }
+    let ratio = || -> Result<f64, SettingsError> {
+        match trimmed("OTEL_TRACES_SAMPLER_ARG") {
+            None => Ok(1.0),
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or_else(|| err("OTEL_TRACES_SAMPLER_ARG", "must be a ratio in [0, 1]")),
+        }
+    };
+    let sampler = match trimmed("OTEL_TRACES_SAMPLER").as_deref() {
+        None | Some("parentbased_always_on") => OtelSampler::ParentBasedAlwaysOn,
+        Some("always_on") => OtelSampler::AlwaysOn,
+        Some("always_off") => OtelSampler::AlwaysOff,
+        Some("traceidratio") => OtelSampler::TraceIdRatio(ratio()?),
+        Some("parentbased_always_off") => OtelSampler::ParentBasedAlwaysOff,
+        Some("parentbased_traceidratio") => OtelSampler::ParentBasedTraceIdRatio(ratio()?),
+        Some(_) => {
+            return Err(err(
+                "OTEL_TRACES_SAMPLER",
+                "expected always_on, always_off, traceidratio, parentbased_always_on, \
+                 parentbased_always_off or parentbased_traceidratio",
+            ));
+        }
+    };
+    let metric_export_interval =
+        Duration::from_millis(parse_num(get, "OTEL_METRIC_EXPORT_INTERVAL", 60_000u64)?.max(100));
+    Ok(OtelSettings {
+        traces_endpoint,
+        metrics_endpoint,
+        headers,
+        service_name: trimmed("OTEL_SERVICE_NAME"),
+        sampler,
+        metric_export_interval,
+    })
+}
+
+/// `%XX` escapes decoded (the OTLP headers variable is a W3C baggage-style list).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(Ok(b)) = s.get(i + 1..i + 3).map(|h| u8::from_str_radix(h, 16))
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `LLM_PROVIDER`: `anthropic`, `openai` (any OpenAI-compatible Chat Completions server:
@@ -563,6 +738,15 @@ impl Settings {
             0 => None,
             secs => Some(Duration::from_secs(secs)),
         };
+        let production = environment == Environment::Production;
+        let rate = |name: &'static str, default: u32| -> Result<Option<u32>, SettingsError> {
+            let n = parse_num(&get, name, if production { default } else { 0 })?;
+            Ok((n > 0).then_some(n))
+        };
+        let rate_limits = RateLimits {
+            user_per_min: rate("RATE_LIMIT_USER_PER_MIN", DEFAULT_RATE_LIMIT_USER_PER_MIN)?,
+            team_per_min: rate("RATE_LIMIT_TEAM_PER_MIN", DEFAULT_RATE_LIMIT_TEAM_PER_MIN)?,
+        };
         let on_lambda = get("AWS_LAMBDA_RUNTIME_API").is_some();
         let jobs = match parse("JOBS_RUNNER")?.as_deref() {
             Some("local") => JobSettings::Local,
@@ -614,6 +798,18 @@ impl Settings {
             }
         };
         let llm = llm_settings(&get)?;
+        let otel = otel_settings(&get)?;
+        let console_enabled = match parse("CONSOLE_ENABLED")?.as_deref() {
+            None => environment != Environment::Production,
+            Some("true" | "1" | "yes") => true,
+            Some("false" | "0" | "no") => false,
+            Some(other) => {
+                return Err(err(
+                    "CONSOLE_ENABLED",
+                    format!("`{other}` is not true or false"),
+                ));
+            }
+        };
         Ok(Self {
             environment,
             port,
@@ -631,12 +827,15 @@ impl Settings {
             warehouse,
             scheduler,
             cors_allowed_origins,
+            console_enabled,
             max_response_bytes,
             auth_leeway,
             result_cache_bytes,
             jobs,
             llm,
             storage_check_every,
+            rate_limits,
+            otel,
         })
     }
 
@@ -908,6 +1107,58 @@ mod tests {
         let e = settings(&[("BRIDGE_DEV_JWT_SECRET", "short")]).expect_err("short");
         assert_eq!(e.variable, "BRIDGE_DEV_JWT_SECRET");
         assert!(!e.to_string().contains("short"), "never echo a secret");
+    }
+
+    #[test]
+    fn opentelemetry_reads_the_standard_variables() {
+        let s = settings(&[("BRIDGE_DEV_JWT_SECRET", SECRET)]).expect("settings");
+        assert!(!s.otel.enabled(), "nothing is exported without an endpoint");
+        assert_eq!(s.otel.sampler, OtelSampler::ParentBasedAlwaysOn);
+        let s = settings(&[
+            ("BRIDGE_DEV_JWT_SECRET", SECRET),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "https://m.example/v1/m",
+            ),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s%3Dcret, x-team = a"),
+            ("OTEL_SERVICE_NAME", "bridge-data"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+        ])
+        .expect("settings");
+        let o = &s.otel;
+        assert_eq!(
+            o.traces_endpoint.as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert_eq!(
+            o.metrics_endpoint.as_deref(),
+            Some("https://m.example/v1/m")
+        );
+        assert_eq!(o.headers.len(), 2);
+        assert_eq!(o.headers[0].0, "api-key");
+        assert_eq!(o.headers[0].1.expose_secret(), "s=cret");
+        assert!(
+            !format!("{o:?}").contains("cret"),
+            "header values never print"
+        );
+        assert_eq!(o.service_name.as_deref(), Some("bridge-data"));
+        assert_eq!(o.sampler, OtelSampler::ParentBasedTraceIdRatio(0.1));
+        for (var, bad) in [
+            ("OTEL_TRACES_SAMPLER", "sometimes"),
+            ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+        ] {
+            let mut vars = vec![
+                ("BRIDGE_DEV_JWT_SECRET", SECRET),
+                ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ];
+            vars.retain(|(k, _)| *k != var);
+            vars.push((var, bad));
+            let e = settings(&vars).expect_err(bad);
+            assert_eq!(e.variable, var);
+        }
     }
 
     #[test]

@@ -489,6 +489,10 @@ impl TestApp {
         }
         let settings = Settings::from_lookup(|k| env.get(k).cloned())
             .unwrap_or_else(|e| panic!("test settings: {e}"));
+        if settings.otel.enabled() {
+            // Process-wide, once: a test that exports runs in a process of its own (nextest).
+            edge::telemetry::init_with(settings::LogFormat::Pretty, &settings.otel, "test");
+        }
         let state = AppState::from_settings(settings.clone(), "test")
             .await
             .unwrap();

@@ -22,6 +22,7 @@ use settings::{LogFormat, Settings};
 use storage::{db, localpg::LocalPostgres};
 use utoipa_axum::router::OpenApiRouter;
 
+mod console;
 mod eval;
 
 #[derive(Parser)]
@@ -45,6 +46,9 @@ enum Command {
         /// Address to bind; use 0.0.0.0 to accept connections from other machines.
         #[arg(long, default_value = "127.0.0.1")]
         host: std::net::IpAddr,
+        /// Database the console's "Connect the demo warehouse" loads it into (development).
+        #[arg(long, default_value = "bridge_demo")]
+        demo_database: String,
     },
     /// Apply pending database migrations.
     Migrate,
@@ -148,9 +152,19 @@ async fn main() -> ExitCode {
         }
         return check_storage(settings, opts).await;
     }
-    telemetry::init(log_format);
+    // Spans and metrics are exported (with `OTEL_EXPORTER_OTLP_ENDPOINT`) by the commands
+    // that serve or run work.
+    if matches!(cli.command, Command::Serve { .. } | Command::Precompute) {
+        telemetry::init_with(log_format, &settings.otel, "bridge");
+    } else {
+        telemetry::init(log_format);
+    }
     let result = match cli.command {
-        Command::Serve { port, host } => serve(settings, host, port).await,
+        Command::Serve {
+            port,
+            host,
+            demo_database,
+        } => serve(settings, host, port, demo_database).await,
         Command::Migrate => migrate(settings).await,
         Command::Token { email, hours } => token(&settings, &email, hours),
         Command::DemoWarehouse { database } => demo_warehouse(settings, &database).await,
@@ -160,6 +174,7 @@ async fn main() -> ExitCode {
         Command::Openapi => openapi(),
         Command::Eval(opts) => run_eval(settings, opts).await,
     };
+    telemetry::shutdown().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -245,17 +260,28 @@ async fn serve(
     settings: Settings,
     host: std::net::IpAddr,
     port: Option<u16>,
+    demo_database: String,
 ) -> anyhow::Result<()> {
     let port = port.unwrap_or(settings.port);
     let (settings, pg) = with_database(settings).await?;
     let result = async {
+        let mut routes = all_routes();
+        if console::enabled(&settings) {
+            let for_demo = settings.clone();
+            let demo: console::DemoLoader = std::sync::Arc::new(move || {
+                let (s, database) = (for_demo.clone(), demo_database.clone());
+                Box::pin(async move { load_demo_warehouse(&s, &database).await })
+            });
+            routes = routes.merge(OpenApiRouter::from(console::routes(&settings, demo)));
+        }
+        let console_on = console::enabled(&settings);
         let state = AppState::from_settings(settings, "bridge").await?;
         let applied = db::migrate(&state.edge.db).await?;
         if !applied.is_empty() {
             println!("Applied migrations: {}", applied.join(", "));
         }
         seed_prompts(&state.edge.db).await?;
-        let router = app::build(all_routes(), state);
+        let router = app::build(routes, state);
         let listener = tokio::net::TcpListener::bind((host, port))
             .await
             .with_context(|| format!("binding {host}:{port}"))?;
@@ -263,6 +289,9 @@ async fn serve(
             "Bridge is serving every function on http://{}",
             listener.local_addr()?
         );
+        if console_on {
+            println!("The console: http://{}/console", listener.local_addr()?);
+        }
         runtime::serve_http(listener, router, runtime::shutdown_signal()).await
     }
     .await;
@@ -279,13 +308,25 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
             settings.database_ca_file.as_deref(),
             one_connection(settings.database_timeout),
         )?;
-        let applied = db::migrate(&pool).await?;
-        if applied.is_empty() {
+        // The same step the deploys run (functions/migrate: a Lambda invocation, a Cloud Run
+        // job): migrations, then the prompt blocks.
+        let report = migrate::apply(&pool).await?;
+        if report.applied.is_empty() {
             println!("The database is up to date");
         } else {
-            println!("Applied migrations: {}", applied.join(", "));
+            println!("Applied migrations: {}", report.applied.join(", "));
         }
-        seed_prompts(&pool).await
+        let p = &report.prompt_blocks;
+        for (what, names) in [
+            ("new", &p.created),
+            ("updated", &p.updated),
+            ("deactivated", &p.deactivated),
+        ] {
+            if !names.is_empty() {
+                println!("Prompt blocks {what}: {}", names.join(", "));
+            }
+        }
+        Ok(())
     }
     .await;
     stop(pg).await;

@@ -62,6 +62,13 @@ fn keepable(outcomes: &[(String, Outcome)], validators: &serving::Validators) ->
         })
 }
 
+/// Puts on the `data.serve` span whether the caches answered every query.
+fn record_serve(executed: usize) {
+    let span = tracing::Span::current();
+    span.record("cache_hit", executed == 0);
+    span.record("queries_executed", executed);
+}
+
 /// The answer, or 304 when the caller's copy (`If-None-Match`) is current. Private: it
 /// depends on who asks. Fresh for as long as its soonest-expiring result. The body is sent
 /// in the coding `Accept-Encoding` prefers ([`encoded::negotiate`]), compressed here rather
@@ -142,6 +149,9 @@ async fn answer(
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Unknown or ill-typed parameter"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
+#[tracing::instrument(name = "data.serve", skip_all, fields(
+    dashboard_slug = %slug, cache_hit = tracing::field::Empty, queries_executed = tracing::field::Empty,
+))]
 async fn dashboard_data(
     State(serving): State<Serving>,
     State(edge): State<Edge>,
@@ -150,10 +160,14 @@ async fn dashboard_data(
     req: Request,
 ) -> ApiResult<Response> {
     let (dashboard, _) = serving.dashboard(&slug, &user, Role::Viewer).await?;
+    edge.limiter.team(&edge.db, dashboard.team_id).await?;
     let plan = serving.plan(&dashboard).await?;
     let values = serving::bind_parameters(&plan.spec, &query_pairs(&req))?;
     let dashboard = Arc::new(dashboard);
-    let (outcomes, _) = serving.run(dashboard.clone(), plan, values, None).await;
+    let (outcomes, executed) = serving
+        .run(dashboard.clone(), plan, values, None, user.id)
+        .await;
+    record_serve(executed);
     let validators = serving::validators(&dashboard, &outcomes);
     let keep = keepable(&outcomes, &validators);
     let budget = edge.settings.max_response_bytes;
@@ -181,13 +195,19 @@ async fn dashboard_data(
         (status = 422, body = Problem, content_type = "application/problem+json", description = "The warehouse refused the query"),
         (status = 502, body = Problem, content_type = "application/problem+json", description = "The warehouse failed"),
 ))]
+#[tracing::instrument(name = "data.serve", skip_all, fields(
+    dashboard_slug = %slug, query_id = %query_id, cache_hit = tracing::field::Empty,
+    queries_executed = tracing::field::Empty,
+))]
 async fn query_data(
     State(serving): State<Serving>,
+    State(edge): State<Edge>,
     user: CurrentUser,
     Path((slug, query_id)): Path<(String, String)>,
     req: Request,
 ) -> ApiResult<Response> {
     let (dashboard, _) = serving.dashboard(&slug, &user, Role::Viewer).await?;
+    edge.limiter.team(&edge.db, dashboard.team_id).await?;
     let plan = serving.plan(&dashboard).await?;
     let index = plan
         .queries
@@ -201,9 +221,10 @@ async fn query_data(
         })?;
     let values = serving::bind_parameters(&plan.spec, &query_pairs(&req))?;
     let dashboard = Arc::new(dashboard);
-    let (outcomes, _) = serving
-        .run(dashboard.clone(), plan, values, Some(index))
+    let (outcomes, executed) = serving
+        .run(dashboard.clone(), plan, values, Some(index), user.id)
         .await;
+    record_serve(executed);
     let validators = serving::validators(&dashboard, &outcomes);
     let keep = keepable(&outcomes, &validators);
     let Some((_, outcome)) = outcomes.first() else {

@@ -43,9 +43,13 @@ async fn precompute_dashboard(
     Query(q): Query<ForceQuery>,
 ) -> ApiResult<Json<PrecomputeReport>> {
     let (dashboard, _) = serving.dashboard(&slug, &user, Role::Admin).await?;
-    let report = serving
-        .precompute(dashboard, q.force.unwrap_or(false))
-        .await?;
+    // The warehouse jobs of a precompute asked for by hand are charged to who asked.
+    let charge = services::usage::Charge::new(Some(user.id), services::usage::Purpose::Precompute);
+    let report = services::usage::charged(
+        charge,
+        serving.precompute(dashboard, q.force.unwrap_or(false)),
+    )
+    .await?;
     tracing::info!(slug = %slug, executed = report.queries_executed, hits = report.cache_hits, "precomputed");
     Ok(Json(report))
 }

@@ -5,6 +5,7 @@
 
 pub mod model;
 mod store;
+pub mod usage;
 
 use axum::{
     extract::{FromRef, State},
@@ -34,6 +35,28 @@ where
         .routes(routes!(get_team, patch_team))
         .routes(routes!(list_members, add_member))
         .routes(routes!(update_member, remove_member))
+        .routes(routes!(team_usage))
+}
+
+/// The team's cost ledger (admins): every LLM call and warehouse job in the range, summed
+/// per day, dashboard, user or kind, with today's spending against the daily budgets.
+#[utoipa::path(get, path = "/v1/teams/{team_id}/usage", tag = "teams",
+    params(("team_id" = Uuid, Path), usage::UsageQuery),
+    responses(
+        (status = 200, body = usage::Usage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+async fn team_usage(
+    State(state): State<Edge>,
+    user: CurrentUser,
+    Path(team_id): Path<Uuid>,
+    Query(q): Query<usage::UsageQuery>,
+) -> ApiResult<Json<usage::Usage>> {
+    let ask = q.check()?;
+    let client = state.db.get().await?;
+    Ok(Json(usage::usage(&client, team_id, user.id, ask).await?))
 }
 
 /// Creates a team; the caller becomes its admin. Its slug comes from the name, with a short

@@ -115,6 +115,15 @@ pub struct SettingsPatch {
     /// See `TeamSettings.max_result_bytes`.
     #[schema(minimum = 1024, maximum = 1_073_741_824)]
     max_result_bytes: Option<usize>,
+    /// See `TeamSettings.daily_llm_usd`.
+    #[schema(minimum = 0, maximum = 1_000_000)]
+    daily_llm_usd: Option<f64>,
+    /// See `TeamSettings.daily_warehouse_bytes`.
+    #[schema(minimum = 10_485_760, maximum = 1_000_000_000_000_000u64)]
+    daily_warehouse_bytes: Option<u64>,
+    /// See `TeamSettings.daily_generation_runs_per_user`.
+    #[schema(minimum = 0, maximum = 100_000)]
+    daily_generation_runs_per_user: Option<u32>,
 }
 
 impl PatchTeam {

@@ -25,6 +25,7 @@ const EXPECTED: &[(&str, u16)] = &[
     ("get-team-unauthenticated", 401),
     ("patch-team", 200),
     ("list-members", 200),
+    ("team-usage", 200),
     ("add-member", 201),
     ("update-member", 200),
     ("remove-member", 204),

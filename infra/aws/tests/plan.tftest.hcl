@@ -15,6 +15,9 @@ mock_provider "aws" {
   mock_resource "aws_kms_key" {
     defaults = { arn = "arn:aws:kms:eu-west-1:123456789012:key/abcd" }
   }
+  mock_data "aws_subnet" {
+    defaults = { vpc_id = "vpc-0123456789abcdef0" }
+  }
 }
 
 variables {
@@ -66,6 +69,76 @@ run "defaults" {
     condition     = keys(aws_cloudwatch_event_rule.schedule) == ["precompute"]
     error_message = "precompute is scheduled"
   }
+  assert {
+    condition     = keys(aws_lambda_invocation.migrate) == ["migrate"] && aws_lambda_function.migrate["migrate"].timeout == 900
+    error_message = "the migrate deploy step is a Lambda function that Terraform invokes"
+  }
+  assert {
+    condition     = jsondecode(aws_lambda_invocation.migrate["migrate"].input) == jsondecode(file("${path.module}/../../events/migrate/deploy.json"))
+    error_message = "the invocation sends events/migrate/deploy.json's payload"
+  }
+  assert {
+    condition     = !contains(keys(aws_lambda_function.fn), "migrate")
+    error_message = "migrate is a deploy step, not a function behind the API"
+  }
+  assert {
+    condition     = [for s in data.aws_iam_policy_document.migrate["migrate"].statement : s.sid] == ["OwnLogGroup", "Tracing"]
+    error_message = "migrate touches no bucket and no key"
+  }
+  assert {
+    condition     = length(aws_db_instance.bridge) == 0 && length(aws_db_proxy.bridge) == 0
+    error_message = "the database is external unless database_managed"
+  }
+}
+
+run "migrations_by_hand" {
+  command = plan
+
+  variables {
+    run_migrations = false
+  }
+
+  assert {
+    condition     = length(aws_lambda_invocation.migrate) == 0 && length(aws_lambda_function.migrate) == 0
+    error_message = "run_migrations = false deploys no migrate step"
+  }
+}
+
+run "managed_database" {
+  command = plan
+
+  variables {
+    database_managed       = true
+    vpc_subnet_ids         = ["subnet-a", "subnet-b"]
+    vpc_security_group_ids = ["sg-functions"]
+  }
+
+  assert {
+    condition     = aws_db_instance.bridge["bridge"].backup_retention_period == 14 && aws_db_instance.bridge["bridge"].deletion_protection && aws_db_instance.bridge["bridge"].storage_encrypted
+    error_message = "backups (and so point-in-time recovery) for 14 days, deletion protection, encryption"
+  }
+  assert {
+    condition     = aws_db_instance.bridge["bridge"].kms_key_id == "arn:aws:kms:eu-west-1:123456789012:key/abcd" && !aws_db_instance.bridge["bridge"].publicly_accessible
+    error_message = "encrypted with the bridge key, private"
+  }
+  assert {
+    condition     = aws_db_proxy.bridge["bridge"].require_tls && length(aws_secretsmanager_secret.database_app_user) == 1
+    error_message = "an RDS Proxy in front, TLS only, logging in with the app user's secret"
+  }
+  assert {
+    condition     = toset(keys(aws_vpc_security_group_ingress_rule.database_from_functions)) == toset(["sg-functions"])
+    error_message = "Postgres is reachable from the functions' security groups"
+  }
+}
+
+run "a_managed_database_needs_the_vpc" {
+  command = plan
+
+  variables {
+    database_managed = true
+  }
+
+  expect_failures = [aws_db_subnet_group.bridge]
 }
 
 run "teams_only" {

@@ -351,7 +351,7 @@ impl BigQueryWarehouse {
         limit: Option<u64>,
     ) -> Result<T, WarehouseError> {
         let token = self.auth.token().await.map_err(auth_error)?;
-        let r = request
+        let r = crate::telemetry::propagate(request)
             .bearer_auth(token)
             .send()
             .await
@@ -663,6 +663,7 @@ impl Warehouse for BigQueryWarehouse {
         Dialect::Bigquery
     }
 
+    #[tracing::instrument(name = "warehouse.check_access", skip_all, fields(otel.kind = "client", warehouse = "bigquery"))]
     async fn check_access(&self) -> Vec<AccessCheck> {
         let mut checks = Vec::new();
         let mut push = |name: &str, r: Result<String, WarehouseError>| {
@@ -704,6 +705,7 @@ impl Warehouse for BigQueryWarehouse {
         checks
     }
 
+    #[tracing::instrument(name = "warehouse.dry_run", skip_all, fields(otel.kind = "client", warehouse = "bigquery"))]
     async fn dry_run(&self, sql: &str, params: &[Param]) -> Result<DryRun, WarehouseError> {
         let (_, r) = self.run(sql, params, &METADATA_LIMITS, true).await?;
         Ok(DryRun {
@@ -715,6 +717,7 @@ impl Warehouse for BigQueryWarehouse {
     /// A dry run first (free): a query estimated over the cap is refused before any job
     /// can bill. The job itself still carries `maximumBytesBilled`, for when the estimate
     /// is low (BigQuery bills at least 10 MiB, and clustering makes estimates upper bounds).
+    #[tracing::instrument(name = "warehouse.query", skip_all, fields(otel.kind = "client", warehouse = "bigquery"))]
     async fn query(
         &self,
         sql: &str,
@@ -760,6 +763,7 @@ impl Warehouse for BigQueryWarehouse {
             .1)
     }
 
+    #[tracing::instrument(name = "warehouse.list_datasets", skip_all, fields(otel.kind = "client", warehouse = "bigquery"))]
     async fn list_datasets(&self) -> Result<Vec<DatasetInfo>, WarehouseError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
@@ -792,6 +796,7 @@ impl Warehouse for BigQueryWarehouse {
         Ok(out)
     }
 
+    #[tracing::instrument(name = "warehouse.list_tables", skip_all, fields(otel.kind = "client", warehouse = "bigquery"))]
     async fn list_tables(&self, dataset: &str) -> Result<Vec<TableInfo>, WarehouseError> {
         let path = self.dataset_path(dataset)?;
         // Every column comes along (not only the partitioning and clustering keys), so that
@@ -851,6 +856,7 @@ impl Warehouse for BigQueryWarehouse {
         Ok(tables)
     }
 
+    #[tracing::instrument(name = "warehouse.table_columns", skip_all, fields(otel.kind = "client", warehouse = "bigquery"))]
     async fn table_columns(
         &self,
         dataset: &str,

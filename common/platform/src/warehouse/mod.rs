@@ -220,6 +220,10 @@ pub enum WarehouseError {
     Unsupported(String),
     #[error("the warehouse is unreachable: {0}")]
     Unavailable(String),
+    /// Not sent: the team's daily warehouse budget is spent (decided by the caller that
+    /// meters jobs, never by an adapter).
+    #[error("{0}")]
+    BudgetExceeded(String),
 }
 
 impl WarehouseError {
@@ -235,6 +239,7 @@ impl WarehouseError {
             Self::NotFound(_) => "warehouse_object_not_found",
             Self::Unsupported(_) => "unsupported",
             Self::Unavailable(_) => "warehouse_unavailable",
+            Self::BudgetExceeded(_) => "budget_exceeded",
         }
     }
 

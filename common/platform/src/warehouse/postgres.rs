@@ -510,6 +510,7 @@ impl Warehouse for PostgresWarehouse {
         Dialect::Postgres
     }
 
+    #[tracing::instrument(name = "warehouse.check_access", skip_all, fields(otel.kind = "client", warehouse = "postgres"))]
     async fn check_access(&self) -> Vec<AccessCheck> {
         let mut checks = Vec::new();
         let connected = read_only!(self, Duration::from_secs(10), |tx| {
@@ -536,6 +537,7 @@ impl Warehouse for PostgresWarehouse {
         checks
     }
 
+    #[tracing::instrument(name = "warehouse.dry_run", skip_all, fields(otel.kind = "client", warehouse = "postgres"))]
     async fn dry_run(&self, sql: &str, params: &[Param]) -> Result<DryRun, WarehouseError> {
         read_only!(self, METADATA_TIMEOUT, |tx| {
             let types: Vec<Type> = params.iter().map(|p| param_type(&p.value)).collect();
@@ -548,6 +550,7 @@ impl Warehouse for PostgresWarehouse {
         })
     }
 
+    #[tracing::instrument(name = "warehouse.query", skip_all, fields(otel.kind = "client", warehouse = "postgres"))]
     async fn query(
         &self,
         sql: &str,
@@ -614,6 +617,7 @@ impl Warehouse for PostgresWarehouse {
         })
     }
 
+    #[tracing::instrument(name = "warehouse.list_datasets", skip_all, fields(otel.kind = "client", warehouse = "postgres"))]
     async fn list_datasets(&self) -> Result<Vec<DatasetInfo>, WarehouseError> {
         let database = self.database.clone();
         read_only!(self, METADATA_TIMEOUT, |tx| {
@@ -644,6 +648,7 @@ impl Warehouse for PostgresWarehouse {
         })
     }
 
+    #[tracing::instrument(name = "warehouse.list_tables", skip_all, fields(otel.kind = "client", warehouse = "postgres"))]
     async fn list_tables(&self, dataset: &str) -> Result<Vec<TableInfo>, WarehouseError> {
         let database = self.database.clone();
         read_only!(self, METADATA_TIMEOUT, |tx| {
@@ -696,6 +701,7 @@ impl Warehouse for PostgresWarehouse {
         })
     }
 
+    #[tracing::instrument(name = "warehouse.table_columns", skip_all, fields(otel.kind = "client", warehouse = "postgres"))]
     async fn table_columns(
         &self,
         dataset: &str,

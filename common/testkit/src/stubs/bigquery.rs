@@ -25,6 +25,10 @@
 //!   out; [`BigQueryStub::service_account_key`] is a key whose `token_uri` points there).
 //! - [`BigQueryStub::fail_all`] answers every API call with one error (permission tests).
 //! - [`BigQueryStub::requests`] records every API request, to assert what was sent.
+//! - [`BigQueryStub::simulate_load`] makes queries take time (a latency drawn per query) and
+//!   run at most N at once, the rest waiting their turn, as BigQuery queues a project's
+//!   interactive queries past its concurrency; [`BigQueryStub::load`] reports the peaks
+//!   (`bench/capacity.sh`).
 
 #![allow(clippy::unwrap_used, clippy::result_large_err)] // test support: handlers answer early with a Response
 
@@ -111,6 +115,62 @@ struct Inner {
     requests: Mutex<Vec<(String, Value)>>,
     token_calls: AtomicUsize,
     minimum_billing: AtomicBool,
+    load: Mutex<Option<Arc<Load>>>,
+    /// Don't keep every request (a load test sends tens of thousands).
+    forget_requests: AtomicBool,
+}
+
+/// A simulated warehouse's latency and concurrency ([`BigQueryStub::simulate_load`]).
+struct Load {
+    min: std::time::Duration,
+    max: std::time::Duration,
+    slots: tokio::sync::Semaphore,
+    seed: std::sync::atomic::AtomicU64,
+    running: AtomicUsize,
+    queued: AtomicUsize,
+    peak_running: AtomicUsize,
+    peak_queued: AtomicUsize,
+    completed: AtomicUsize,
+}
+
+/// What [`BigQueryStub::load`] reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Most queries running at once (at most the concurrency limit).
+    pub peak_running: usize,
+    /// Most queries waiting for a slot at once.
+    pub peak_queued: usize,
+    /// Queries that ran (dry runs are not counted: they take no slot).
+    pub completed: usize,
+}
+
+impl Load {
+    /// A latency uniform in [min, max], from a SplitMix64 sequence (reproducible run to run).
+    fn latency(&self) -> std::time::Duration {
+        let mut z = self
+            .seed
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let span = self.max.saturating_sub(self.min).as_micros() as u64;
+        self.min + std::time::Duration::from_micros(if span == 0 { 0 } else { z % (span + 1) })
+    }
+
+    /// Waits for a slot, then for the query's latency.
+    async fn run(&self) {
+        let waiting = self.queued.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak_queued.fetch_max(waiting, Ordering::SeqCst);
+        let permit = self.slots.acquire().await;
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak_running.fetch_max(running, Ordering::SeqCst);
+        tokio::time::sleep(self.latency()).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.completed.fetch_add(1, Ordering::SeqCst);
+        drop(permit);
+    }
 }
 
 const V2: &str = "/bigquery/v2";
@@ -201,6 +261,42 @@ impl BigQueryStub {
         self.state.token_calls.load(Ordering::SeqCst)
     }
 
+    /// From now on every query that is not a dry run takes a latency drawn uniformly from
+    /// `min..=max`, with at most `concurrency` running at once; the others wait for a slot
+    /// (BigQuery queues interactive queries past a project's concurrency rather than refusing
+    /// them). Requests are no longer recorded ([`requests`](Self::requests) stays as it was).
+    pub fn simulate_load(
+        &self,
+        min: std::time::Duration,
+        max: std::time::Duration,
+        concurrency: usize,
+    ) {
+        *self.state.load.lock().unwrap() = Some(Arc::new(Load {
+            min,
+            max: max.max(min),
+            slots: tokio::sync::Semaphore::new(concurrency.max(1)),
+            seed: std::sync::atomic::AtomicU64::new(0x5eed),
+            running: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            peak_running: AtomicUsize::new(0),
+            peak_queued: AtomicUsize::new(0),
+            completed: AtomicUsize::new(0),
+        }));
+        self.state.forget_requests.store(true, Ordering::SeqCst);
+    }
+
+    /// Peaks and counts since [`simulate_load`](Self::simulate_load) (zeros without it).
+    pub fn load(&self) -> LoadReport {
+        match self.state.load.lock().unwrap().as_ref() {
+            Some(l) => LoadReport {
+                peak_running: l.peak_running.load(Ordering::SeqCst),
+                peak_queued: l.peak_queued.load(Ordering::SeqCst),
+                completed: l.completed.load(Ordering::SeqCst),
+            },
+            None => LoadReport::default(),
+        }
+    }
+
     /// A service-account key file (as JSON) whose `token_uri` is this stub's token endpoint,
     /// with a real RSA key (generated once per process), so that a client's JWT-bearer
     /// exchange runs for real.
@@ -262,11 +358,13 @@ pub fn bq_error(code: u16, reason: &str, message: &str) -> Response {
 
 /// Records the request, then checks the token and the fail-all switch.
 fn gate(state: &Inner, uri: &Uri, headers: &HeaderMap, body: Value) -> Result<(), Response> {
-    state
-        .requests
-        .lock()
-        .unwrap()
-        .push((uri.path().to_owned(), body));
+    if !state.forget_requests.load(Ordering::SeqCst) {
+        state
+            .requests
+            .lock()
+            .unwrap()
+            .push((uri.path().to_owned(), body));
+    }
     let auth = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -460,6 +558,10 @@ async fn query(
             "bytesBilledLimitExceeded",
             &format!("Query exceeded limit for bytes billed: {cap}. {bill} or higher required."),
         );
+    }
+    let load = state.load.lock().unwrap().clone();
+    if let Some(load) = load {
+        load.run().await;
     }
     let job_id = new_job_id();
     let job = Arc::new(Job {

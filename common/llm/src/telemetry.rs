@@ -1,0 +1,54 @@
+//! Trace context on outgoing requests: the current span's W3C `traceparent` (and
+//! `tracestate`), as the global propagator writes them. Without span export the propagator
+//! writes nothing, and this costs a lookup. And the circuit breaker's state as a metric.
+
+use std::sync::OnceLock;
+
+use opentelemetry::{KeyValue, metrics::Gauge};
+
+use crate::breaker::BreakerState;
+
+/// `llm.breaker.state` (0 closed, 1 half-open, 2 open), by provider, set on every change.
+/// Without a meter provider the gauge is a no-op.
+pub fn breaker_state(provider: &'static str, state: BreakerState) {
+    static GAUGE: OnceLock<Gauge<i64>> = OnceLock::new();
+    let gauge = GAUGE.get_or_init(|| {
+        opentelemetry::global::meter("bridge")
+            .i64_gauge("llm.breaker.state")
+            .with_description("The LLM circuit breaker: 0 closed, 1 half-open, 2 open")
+            .build()
+    });
+    let value = match state {
+        BreakerState::Closed => 0,
+        BreakerState::HalfOpen => 1,
+        BreakerState::Open => 2,
+    };
+    gauge.record(value, &[KeyValue::new("llm.provider", provider)]);
+}
+
+/// `request` with the current trace context's headers.
+pub fn propagate(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let cx = tracing_opentelemetry::OpenTelemetrySpanExt::context(&tracing::Span::current());
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut Injector(&mut headers));
+    });
+    if headers.is_empty() {
+        request
+    } else {
+        request.headers(headers)
+    }
+}
+
+struct Injector<'a>(&'a mut reqwest::header::HeaderMap);
+
+impl opentelemetry::propagation::Injector for Injector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::from_bytes(key.as_bytes()),
+            reqwest::header::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
