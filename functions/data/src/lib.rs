@@ -70,7 +70,9 @@ fn record_serve(executed: usize) {
 }
 
 /// The answer, or 304 when the caller's copy (`If-None-Match`) is current. Private: it
-/// depends on who asks. Fresh for as long as its soonest-expiring result. The body is sent
+/// depends on who asks. `no-cache`: a client revalidates every time (a 304 costs no
+/// rendering), because the URL names no version: a `max-age` would let a browser show the
+/// previous version's data after a save. The body is sent
 /// in the coding `Accept-Encoding` prefers ([`encoded::negotiate`]), compressed here rather
 /// than by the compression layer: a `keep`able body comes from the serving caches' encoded
 /// bodies, made (rendered, compressed) on a miss only. Called once the caller was allowed
@@ -86,9 +88,7 @@ async fn answer(
     keep: bool,
     body: impl FnOnce() -> Vec<u8> + Send,
 ) -> Response {
-    let cache_control =
-        HeaderValue::from_str(&format!("private, max-age={}", validators.max_age_secs))
-            .unwrap_or(HeaderValue::from_static("private, no-cache"));
+    let cache_control = HeaderValue::from_static("private, no-cache");
     let vary = HeaderValue::from_static("Authorization, Accept-Encoding");
     if conditional::none_match(headers, &validators.etag) {
         let mut response = conditional::not_modified(&validators.etag, cache_control);
@@ -144,7 +144,7 @@ async fn answer(
     params(("slug" = String, Path), DashboardParameters, ("If-None-Match" = Option<String>, Header, description = "ETags the caller holds: 304 when one is current")),
     responses(
         (status = 200, body = DashboardData, description = "Every query's data, or its error",
-            headers(("ETag" = String, description = "The results' identity"), ("Cache-Control" = String, description = "`private, max-age=` the soonest expiry"))),
+            headers(("ETag" = String, description = "The results' identity"), ("Cache-Control" = String, description = "`private, no-cache`: revalidate with the ETag"))),
         (status = 304, description = "Not modified: the `If-None-Match` copy is current"),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Unknown or ill-typed parameter"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -188,7 +188,7 @@ async fn dashboard_data(
     params(("slug" = String, Path), ("query_id" = String, Path), DashboardParameters, ("If-None-Match" = Option<String>, Header, description = "ETags the caller holds: 304 when one is current")),
     responses(
         (status = 200, body = QueryData, description = "The query's data",
-            headers(("ETag" = String, description = "The result's identity"), ("Cache-Control" = String, description = "`private, max-age=` its expiry"))),
+            headers(("ETag" = String, description = "The result's identity"), ("Cache-Control" = String, description = "`private, no-cache`: revalidate with the ETag"))),
         (status = 304, description = "Not modified: the `If-None-Match` copy is current"),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
