@@ -555,8 +555,8 @@ async fn spent_today(app: &TestApp) -> f64 {
 
 #[tokio::test]
 async fn runs_racing_for_the_last_dollar_overspend_by_at_most_one_run() {
-    // Each run makes one call of $0.30, half a second long; a run may cost up to $0.50.
-    let upstream = priced_stub(Duration::from_millis(800), false).await;
+    // Each run makes one call of $0.30, two seconds long (all eight arrive while the first two run); a run may cost up to $0.50.
+    let upstream = priced_stub(Duration::from_secs(2), false).await;
     let (app, ws, base, _wh) = priced_app(&upstream, "0.5").await;
     set_settings(&app, &ws, json!({ "daily_llm_usd": 1.0 })).await;
     // $0.20 already spent today.
