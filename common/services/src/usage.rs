@@ -187,6 +187,17 @@ pub async fn spent(
             ..Spent::default()
         });
     }
+    spent_against(client, settings, team_id, user, max_run_secs).await
+}
+
+/// What the team spent today, its settings already read.
+async fn spent_against(
+    client: &impl tokio_postgres::GenericClient,
+    settings: TeamSettings,
+    team_id: Uuid,
+    user: Option<Uuid>,
+    max_run_secs: f64,
+) -> Result<Spent, tokio_postgres::Error> {
     let row = client
         .query_one(
             &format!(
@@ -223,7 +234,8 @@ pub async fn admit_run(
     run_usd: f64,
     max_run_secs: f64,
 ) -> Result<(), ApiError> {
-    if !team_settings(tx, team_id).await?.has_budget() {
+    let settings = team_settings(tx, team_id).await?;
+    if !settings.has_budget() {
         return Ok(());
     }
     tx.execute(
@@ -232,7 +244,7 @@ pub async fn admit_run(
     )
     .await?;
     // Counted under the lock: a racing admission has committed its run, or waits for us.
-    let spent = spent(tx, team_id, Some(user_id), max_run_secs).await?;
+    let spent = spent_against(tx, settings, team_id, Some(user_id), max_run_secs).await?;
     if let Some(budget) = spent.settings.daily_llm_usd {
         let committed = spent.llm_usd + spent.runs_in_flight as f64 * run_usd;
         if committed >= budget {

@@ -786,6 +786,7 @@ impl TestResponse {
     }
 }
 
+pub mod browser;
 pub mod cargo_lambda;
 pub mod emulators;
 pub mod oidc;

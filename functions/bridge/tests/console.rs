@@ -23,27 +23,13 @@ use std::{
 
 use base64::Engine;
 use serde_json::{Value, json};
+use testkit::browser::{chromium, unavailable};
 use testkit::{TempDir, TestDb};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::TcpStream,
     process::{Child, Command},
 };
-
-fn chromium() -> String {
-    std::env::var("BRIDGE_CHROMIUM").unwrap_or_else(|_| "chromium".to_owned())
-}
-
-#[allow(clippy::print_stderr)]
-fn unavailable(why: &str) {
-    if std::env::var("BRIDGE_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-        panic!("BRIDGE_REQUIRE_BROWSER=1 but Chromium is not available: {why}")
-    }
-    eprintln!(
-        "\n*** SKIPPED: Chromium is not available ({why}); this test did not run. \
-         Run scripts/test, or apt-get install chromium. ***\n"
-    );
-}
 
 #[allow(clippy::print_stderr)]
 fn note(s: &str) {

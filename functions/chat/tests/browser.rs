@@ -23,6 +23,7 @@ use std::{
 use axum::{Router, body::Body, response::Response, routing::post};
 use futures::StreamExt;
 use serde_json::{Value, json};
+use testkit::browser::{chromium, unavailable};
 use testkit::{TempDir, TestApp, TestWarehouse};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -40,23 +41,6 @@ fn routes() -> utoipa_axum::router::OpenApiRouter<services::AppState> {
         .merge(connections::router())
         .merge(catalog::router())
         .merge(chat::router())
-}
-
-fn chromium() -> String {
-    std::env::var("BRIDGE_CHROMIUM").unwrap_or_else(|_| "chromium".to_owned())
-}
-
-/// Chromium cannot be had: a panic under `BRIDGE_REQUIRE_BROWSER=1`, else a loud skip
-/// (as `testkit::emulators::unavailable` does for the emulators).
-#[allow(clippy::print_stderr)]
-fn unavailable(why: &str) {
-    if std::env::var("BRIDGE_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-        panic!("BRIDGE_REQUIRE_BROWSER=1 but Chromium is not available: {why}")
-    }
-    eprintln!(
-        "\n*** SKIPPED: Chromium is not available ({why}); this test did not run. \
-         Run scripts/test, or apt-get install chromium. ***\n"
-    );
 }
 
 #[allow(clippy::print_stderr)]
