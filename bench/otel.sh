@@ -59,25 +59,7 @@ trap 'kill $on_pid $otlp_pid 2>/dev/null; wait $on_pid 2>/dev/null; '"$prev_trap
 on_base="http://127.0.0.1:$on_port"
 until curl -sf "$on_base/ready" >/dev/null; do sleep 0.1; done
 
-python3 - "$off_base" "$token" "$reader_url" <<'PY'
-import json, sys, time, urllib.request
-base, token, url = sys.argv[1:4]
-def call(method, path, body=None, ctype="application/json"):
-    req = urllib.request.Request(base + path, method=method, data=None if body is None else body.encode(),
-                                 headers={"Authorization": "Bearer " + token, "Content-Type": ctype})
-    with urllib.request.urlopen(req) as r:
-        return json.loads(r.read() or b"null")
-team = call("POST", "/v1/teams", json.dumps({"name": "Bench"}))["id"]
-conn = call("POST", f"/v1/teams/{team}/connections", json.dumps({"name": "Demo", "warehouse_type": "postgres", "credentials": {"url": url}}))["id"]
-call("POST", f"/v1/connections/{conn}/validate")
-scan = call("POST", f"/v1/connections/{conn}/scan")
-while scan["status"] == "running":
-    time.sleep(0.05)
-    scan = call("GET", f"/v1/connections/{conn}/scans/{scan['scan_id']}")
-yaml = open("bench/dashboard-10.yaml").read().replace("00000000-0000-4000-8000-000000000001", conn)
-call("POST", f"/v1/teams/{team}/dashboards", yaml, "application/yaml")
-call("GET", "/v1/dashboards/bench-ten/data")
-PY
+bench_dashboard "$off_base"
 path=/v1/dashboards/bench-ten/data
 # Warm both: the exporting server fills its own in-process caches from the shared ones.
 for b in "$off_base" "$on_base"; do

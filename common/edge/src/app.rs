@@ -50,6 +50,9 @@ pub struct EdgeInner {
     pub function: &'static str,
     /// The API's rate limits per user and per team (`RATE_LIMIT_*`).
     pub limiter: crate::ratelimit::RateLimiter,
+    /// Moves on when this process changes who may read what (see
+    /// [`AccessEpoch`](crate::tenancy::AccessEpoch)).
+    pub access_epoch: crate::tenancy::AccessEpoch,
 }
 
 impl Deref for Edge {
@@ -84,6 +87,7 @@ impl Edge {
             db,
             auth,
             function,
+            access_epoch: crate::tenancy::AccessEpoch::default(),
         })))
     }
 }

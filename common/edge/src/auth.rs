@@ -206,17 +206,28 @@ impl Authenticator {
         db: &deadpool_postgres::Pool,
         claims: Claims,
     ) -> ApiResult<CurrentUser> {
-        let key = (claims.iss.clone(), claims.sub.clone());
-        let email = claims.email.as_deref().and_then(|e| Email::parse(e).ok());
+        let Claims {
+            iss,
+            sub,
+            email,
+            email_verified,
+            ..
+        } = claims;
+        let key = (iss, sub);
+        // Seen lately: nothing more to check or allocate.
+        if let Some(user) = self.users.get(&key).await {
+            return Ok(user);
+        }
+        let email = email.as_deref().and_then(|e| Email::parse(e).ok());
         // Dev tokens are minted by whoever runs Bridge; OIDC emails count only if verified.
         let verified = match self.verifier {
             Verifier::Dev { .. } => true,
-            Verifier::Oidc(_) => claims.email_verified == Some(true),
+            Verifier::Oidc(_) => email_verified == Some(true),
         };
+        let (iss, sub) = &key;
         self.users
-            .try_get_with(key, async {
-                let id =
-                    upsert_user(db, &claims.iss, &claims.sub, email.as_ref(), verified).await?;
+            .try_get_with_by_ref(&key, async {
+                let id = upsert_user(db, iss, sub, email.as_ref(), verified).await?;
                 Ok::<_, ApiError>(CurrentUser {
                     id,
                     email: email.clone(),

@@ -358,21 +358,37 @@ fn lambda_request_id(req: &Request) -> Option<String> {
     }
 }
 
+/// A fresh correlation id: a random version-4 UUID per process, counted up per request
+/// (unique without a system call for randomness on every request; an id names a request, it
+/// guards nothing).
+fn next_correlation_id() -> uuid::Uuid {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static BASE: OnceLock<[u8; 16]> = OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let base = BASE.get_or_init(|| *uuid::Uuid::new_v4().as_bytes());
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
+    let mut bytes = *base;
+    let low = u64::from_be_bytes(bytes[8..].try_into().unwrap_or_default()).wrapping_add(n);
+    bytes[8..].copy_from_slice(&low.to_be_bytes());
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
 /// Middleware: correlation id in and out, one span per request (the child of the caller's
 /// `traceparent` when spans are exported), one log line and the request metrics per
 /// response.
 pub async fn correlate(req: Request, next: Next) -> Response {
     let id: Arc<str> = match req.headers().get(&CORRELATION_HEADER).and_then(acceptable) {
         Some(s) => Arc::from(s),
-        None => {
-            Arc::from(lambda_request_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()))
-        }
+        None => match lambda_request_id(&req) {
+            Some(id) => Arc::from(id),
+            None => {
+                let mut text = uuid::Uuid::encode_buffer();
+                Arc::from(&*next_correlation_id().hyphenated().encode_lower(&mut text))
+            }
+        },
     };
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let span = tracing::info_span!(
         "request",
         otel.name = tracing::field::Empty,
@@ -416,7 +432,7 @@ pub async fn correlate(req: Request, next: Next) -> Response {
     if let (Some(m), Some(method)) = (metrics(), method) {
         // The histogram's count is the request count (by route, method and status).
         let attributes = [
-            KeyValue::new("http.route", route),
+            KeyValue::new("http.route", route.to_owned()),
             KeyValue::new("http.request.method", method),
             KeyValue::new("http.response.status_code", i64::from(status)),
         ];

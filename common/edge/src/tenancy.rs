@@ -55,3 +55,23 @@ pub async fn require_team_role(
         team_not_found,
     )
 }
+
+/// A count this process moves on whenever it changes who may read what: a member added,
+/// removed or given another role, a team's settings, a dashboard saved or deleted, a
+/// connection deleted. Caches of access answers (`services::serving`'s) remember the count
+/// they were made at and are not trusted once it moved, so this process sees its own
+/// changes at once; other processes see them when their entries expire.
+#[derive(Clone, Default, Debug)]
+pub struct AccessEpoch(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl AccessEpoch {
+    /// The count now.
+    pub fn now(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Something changed who may read what: no access answer made before is trusted.
+    pub fn changed(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}

@@ -574,6 +574,9 @@ impl Dashboards {
             let _ = self.0.yamls.delete(&key).await;
             return Err(e.into());
         }
+        // Readers of this process see the new version at once (others within
+        // `serving::ACCESS_STALENESS`).
+        self.0.caches.access_changed();
         Ok(updated)
     }
 }
@@ -649,6 +652,7 @@ impl Dashboards {
         }
         tx.commit().await?;
         drop(client);
+        self.0.caches.access_changed();
         self.0.caches.forget_dashboard(dashboard.id).await;
         for key in &yaml_keys {
             if let Err(e) = self.0.yamls.delete(key).await {

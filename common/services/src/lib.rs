@@ -31,6 +31,7 @@ pub mod generate_tools;
 pub mod integrity;
 pub mod jobs;
 pub mod observability;
+pub mod ready;
 pub mod run_stream;
 pub mod serving;
 pub mod state;

@@ -21,7 +21,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -117,58 +117,39 @@ impl moka::Expiry<String, Arc<CachedResult>> for UntilExpiry {
     }
 }
 
-/// What makes the bytes of a data response: the dashboard and its version, the results
-/// (the validators' ETag, a digest of their keys and when each was made), the route (the
-/// whole dashboard, or the query named) and the content coding (`identity`, `zstd`, `br`,
-/// `gzip`). Looked up only once the caller may read the dashboard and the validators are
-/// known, so an entry is never served to anyone the live dashboard would not answer.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct BodyKey {
-    pub dashboard_id: Uuid,
-    pub version: i32,
-    pub etag: String,
-    /// `None`: the whole dashboard; `Some(id)`: that query alone.
-    pub query: Option<String>,
-    /// The coding asked for (the one negotiated from `Accept-Encoding`).
-    pub coding: &'static str,
-}
+pub use crate::ready::{Access, EncodedBody, Ready, ReadyKey};
 
-/// A data response's body as sent, in the coding it is in (`None`: as is; a body too
-/// small to gain from compression is kept as is whatever coding was asked), fresh until
-/// `fresh_for` from when it was stored (the validators' max-age).
-#[derive(Clone)]
-pub struct EncodedBody {
-    pub bytes: Bytes,
-    pub content_encoding: Option<&'static str>,
-    pub fresh_for: Duration,
-}
-
-struct WhileFresh;
-
-impl moka::Expiry<BodyKey, EncodedBody> for WhileFresh {
-    fn expire_after_create(&self, _: &BodyKey, v: &EncodedBody, _: Instant) -> Option<Duration> {
-        Some(v.fresh_for)
-    }
-}
-
-/// The serving caches, one per process: compiled plans, results (L1), encoded response
-/// bodies, and hit counts waiting to be written.
+/// The serving caches, one per process: who may read which dashboard (see
+/// [`crate::ready`]), compiled plans, results (L1), responses ready to send, and hit counts
+/// waiting to be written.
 pub struct Caches {
+    access: moka::future::Cache<(Uuid, String), Arc<Access>>,
+    epoch: edge::tenancy::AccessEpoch,
     plans: moka::future::Cache<(Uuid, i32), Arc<Plan>>,
     results: moka::future::Cache<String, Arc<CachedResult>>,
-    bodies: moka::future::Cache<BodyKey, EncodedBody>,
-    hits: Mutex<(HashMap<String, i64>, Instant)>,
+    ready: moka::future::Cache<ReadyKey, Arc<Ready>>,
+    hits: Mutex<HashMap<String, i64>>,
+    /// Ready responses hit since the last write of the counts (each counts its own).
+    dirty: Mutex<Vec<Arc<Ready>>>,
+    started: Instant,
+    /// When the counts were last written: milliseconds after `started`.
+    flushed_at: std::sync::atomic::AtomicU64,
 }
 
 /// The plan cache's budget, in bytes of YAML (plans are a few times their YAML).
 const PLAN_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 impl Caches {
-    /// Caches whose results take at most `result_bytes` bytes in all, and encoded bodies
+    /// Caches whose results take at most `result_bytes` bytes in all, and ready responses
     /// half as many (a body is its results spliced together, and a compressed one a
-    /// fraction of that).
-    pub fn new(result_bytes: u64) -> Self {
+    /// fraction of that); access answers made before `epoch` moves are not trusted.
+    pub fn new(result_bytes: u64, epoch: edge::tenancy::AccessEpoch) -> Self {
         Self {
+            access: moka::future::Cache::builder()
+                .max_capacity(crate::ready::ACCESS_ENTRIES)
+                .time_to_live(crate::ready::ACCESS_STALENESS)
+                .build(),
+            epoch,
             plans: moka::future::Cache::builder()
                 .weigher(|_, p: &Arc<Plan>| {
                     u32::try_from(p.yaml_bytes.saturating_mul(4)).unwrap_or(u32::MAX)
@@ -183,15 +164,19 @@ impl Caches {
                 .max_capacity(result_bytes)
                 .expire_after(UntilExpiry)
                 .build(),
-            bodies: moka::future::Cache::builder()
-                .weigher(|k: &BodyKey, v: &EncodedBody| {
-                    let key = k.etag.len() + k.query.as_ref().map_or(0, String::len);
-                    u32::try_from(v.bytes.len() + key + 128).unwrap_or(u32::MAX)
+            ready: moka::future::Cache::builder()
+                .weigher(|k: &ReadyKey, v: &Arc<Ready>| {
+                    let keys: usize = v.result_keys.iter().map(|k| k.len() + 24).sum();
+                    let size = v.body.bytes.len() + v.etag.len() + keys + k.weight();
+                    u32::try_from(size).unwrap_or(u32::MAX)
                 })
                 .max_capacity(result_bytes / 2)
-                .expire_after(WhileFresh)
+                .expire_after(crate::ready::UntilStale)
                 .build(),
-            hits: Mutex::new((HashMap::new(), Instant::now())),
+            hits: Mutex::new(HashMap::new()),
+            dirty: Mutex::new(Vec::new()),
+            started: Instant::now(),
+            flushed_at: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -203,30 +188,66 @@ impl Caches {
     /// Drops what this process holds in memory (plans, results and bodies); the cache
     /// bucket still has the results.
     pub fn forget_in_memory(&self) {
+        self.access.invalidate_all();
         self.plans.invalidate_all();
         self.results.invalidate_all();
-        self.bodies.invalidate_all();
+        self.ready.invalidate_all();
     }
 
-    /// Drops a deleted dashboard's plans, results and bodies from this process's memory.
+    /// Drops a deleted dashboard's plans, results and responses from this process's memory.
     pub async fn forget_dashboard(&self, dashboard_id: Uuid) {
         crate::caches::invalidate_where(&self.plans, |(id, _), _| *id == dashboard_id).await;
         crate::caches::invalidate_where(&self.results, |_, r| r.dashboard_id == dashboard_id).await;
-        crate::caches::invalidate_where(&self.bodies, |k, _| k.dashboard_id == dashboard_id).await;
+        self.forget_ready(dashboard_id).await;
     }
 
-    /// The body stored at `key`, else `make`'s, stored for its `fresh_for`; concurrent
-    /// misses on one key make it once. The caller asks only for bodies worth keeping (made
-    /// of successes, fresh for some time), and only once the caller was allowed to read the
-    /// dashboard (see [`BodyKey`]).
-    pub async fn body(&self, key: BodyKey, make: impl Future<Output = EncodedBody>) -> EncodedBody {
-        self.bodies.get_with(key, make).await
+    /// Drops the dashboard's ready responses (its results were just replaced).
+    pub async fn forget_ready(&self, dashboard_id: Uuid) {
+        crate::caches::invalidate_where(&self.ready, |k, _| k.dashboard_id() == dashboard_id).await;
     }
 
-    /// Bytes the encoded-body cache holds now (after pending evictions), and its entries.
+    /// This process changed who may read what: no access answer made before is trusted.
+    pub fn access_changed(&self) {
+        self.epoch.changed();
+    }
+
+    /// The response ready at `key`, if one is.
+    pub async fn ready(&self, key: &ReadyKey) -> Option<Arc<Ready>> {
+        self.ready.get(key).await
+    }
+
+    /// The response ready at `key` with ETag `etag`, else `make`'s, stored for its
+    /// `fresh_for`; concurrent misses on one key make it once. The caller asks only for
+    /// responses worth keeping (made of results all from the cache, fresh for some time),
+    /// once the caller was allowed to read the dashboard at the key's version.
+    pub async fn ready_or(
+        &self,
+        key: ReadyKey,
+        etag: &str,
+        make: impl Future<Output = Ready> + Send,
+    ) -> Arc<Ready> {
+        let made = self
+            .ready
+            .entry(key)
+            .and_compute_with(|entry| async move {
+                match entry {
+                    Some(e) if e.value().etag == etag => moka::ops::compute::Op::Nop,
+                    // Absent, or made of other results than the ones served now (replaced
+                    // since by a forced precompute): these replace it.
+                    _ => moka::ops::compute::Op::Put(Arc::new(make.await)),
+                }
+            })
+            .await;
+        match made.into_entry() {
+            Some(entry) => entry.into_value(),
+            None => unreachable!("a compute that puts or keeps leaves an entry"),
+        }
+    }
+
+    /// Bytes the ready-response cache holds now (after pending evictions), and its entries.
     pub async fn body_bytes(&self) -> (u64, u64) {
-        self.bodies.run_pending_tasks().await;
-        (self.bodies.weighted_size(), self.bodies.entry_count())
+        self.ready.run_pending_tasks().await;
+        (self.ready.weighted_size(), self.ready.entry_count())
     }
 
     /// Bytes the in-process result cache holds now (after pending evictions).
@@ -285,16 +306,94 @@ impl Serving {
         &self.0.caches
     }
 
-    fn count_hit(&self, key: &str) {
-        let batch = {
-            let mut guard = self.0.caches.hits.lock().unwrap_or_else(|p| p.into_inner());
-            *guard.0.entry(key.to_owned()).or_default() += 1;
-            if guard.1.elapsed() < HIT_FLUSH_EVERY {
-                return;
+    /// Who `user` is to the dashboard at `slug`: the dashboard and their role (see
+    /// [`crate::ready`]: trusted for [`crate::ready::ACCESS_STALENESS`], or until this
+    /// process changes who may read what). 404 for non-members, 403 below `needed`.
+    pub async fn access(
+        &self,
+        slug: &str,
+        user: &edge::CurrentUser,
+        needed: base::domain::Role,
+    ) -> ApiResult<Arc<Access>> {
+        let caches = &self.0.caches;
+        let epoch = caches.epoch.now();
+        let key = (user.id, slug.to_owned());
+        let access = match caches.access.get(&key).await {
+            Some(a) if a.epoch == epoch => a,
+            _ => {
+                let (dashboard, role) = self
+                    .0
+                    .dashboards
+                    .get(slug, user, base::domain::Role::Viewer)
+                    .await?;
+                let access = Arc::new(Access {
+                    dashboard: Arc::new(dashboard),
+                    role,
+                    epoch,
+                });
+                caches.access.insert(key, access.clone()).await;
+                access
             }
-            guard.1 = Instant::now();
-            std::mem::take(&mut guard.0)
         };
+        edge::tenancy::require(Some(access.role), needed, dashboards::dashboard_not_found)?;
+        Ok(access)
+    }
+
+    /// Counts a hit on each of a ready response's results: an atomic add on the response,
+    /// whose count joins the batch when it is written.
+    pub fn count_ready_hits(&self, ready: &Arc<Ready>) {
+        if ready.hits.fetch_add(1, Ordering::Relaxed) == 0 {
+            let mut dirty = self
+                .0
+                .caches
+                .dirty
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            dirty.push(ready.clone());
+        }
+        self.flush_hits_when_due();
+    }
+
+    fn count_hit(&self, key: &str) {
+        {
+            let mut hits = self.0.caches.hits.lock().unwrap_or_else(|p| p.into_inner());
+            match hits.get_mut(key) {
+                Some(n) => *n += 1,
+                None => {
+                    hits.insert(key.to_owned(), 1);
+                }
+            }
+        }
+        self.flush_hits_when_due();
+    }
+
+    /// Every [`HIT_FLUSH_EVERY`], one caller writes the counts gathered since.
+    fn flush_hits_when_due(&self) {
+        let caches = &self.0.caches;
+        let now = u64::try_from(caches.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = caches.flushed_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < HIT_FLUSH_EVERY.as_millis() as u64
+            || caches
+                .flushed_at
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let dirty = std::mem::take(&mut *caches.dirty.lock().unwrap_or_else(|p| p.into_inner()));
+        let batch = {
+            let mut hits = caches.hits.lock().unwrap_or_else(|p| p.into_inner());
+            for ready in dirty {
+                let n = ready.hits.swap(0, Ordering::Relaxed);
+                for key in ready.result_keys.iter() {
+                    *hits.entry(key.clone()).or_default() += n;
+                }
+            }
+            std::mem::take(&mut *hits)
+        };
+        if batch.is_empty() {
+            return;
+        }
         let db = self.0.db.clone();
         tokio::spawn(async move {
             let (keys, counts): (Vec<String>, Vec<i64>) = batch.into_iter().unzip();
@@ -1173,6 +1272,10 @@ impl Serving {
             self.run_with(dashboard.clone(), plan, values, None, force),
         )
         .await;
+        if force {
+            // Its results were replaced: responses made of the old ones must not be served.
+            self.0.caches.forget_ready(dashboard.id).await;
+        }
         let mut hits = 0;
         let mut errors = Vec::new();
         for (id, o) in &outcomes {

@@ -129,7 +129,10 @@ impl AppState {
             settings.warehouse.clone(),
         );
         let catalog = Catalog::new(db.clone(), connections.clone(), buckets.cache.clone(), jobs);
-        let caches = Arc::new(Caches::new(settings.result_cache_bytes));
+        let caches = Arc::new(Caches::new(
+            settings.result_cache_bytes,
+            edge.access_epoch.clone(),
+        ));
         let dashboards = Dashboards::new(
             db.clone(),
             connections.clone(),

@@ -553,13 +553,17 @@ impl TestApp {
     }
 
     pub fn request(&self, method: Method, uri: &str) -> RequestBuilder<'_> {
-        RequestBuilder {
-            router: &self.router,
-            method,
-            uri: uri.to_owned(),
-            headers: HeaderMap::new(),
-            body: Body::empty(),
-        }
+        RequestBuilder::to(&self.router, method, uri)
+    }
+
+    /// `routes` served by a state of their own on this app's database, buckets and secret:
+    /// another process, as far as caches go (in-process caches and the access epoch are
+    /// its own). Send it requests with [`RequestBuilder::to`].
+    pub async fn another_process(&self, routes: OpenApiRouter<AppState>) -> Router {
+        let state = AppState::from_settings(self.settings.clone(), "test")
+            .await
+            .unwrap();
+        build(routes, state)
     }
 
     pub fn get(&self, uri: &str) -> RequestBuilder<'_> {
@@ -675,6 +679,19 @@ pub struct RequestBuilder<'a> {
     uri: String,
     headers: HeaderMap,
     body: Body,
+}
+
+impl<'a> RequestBuilder<'a> {
+    /// A request to `router` (e.g. [`TestApp::another_process`]'s).
+    pub fn to(router: &'a Router, method: Method, uri: &str) -> Self {
+        RequestBuilder {
+            router,
+            method,
+            uri: uri.to_owned(),
+            headers: HeaderMap::new(),
+            body: Body::empty(),
+        }
+    }
 }
 
 impl RequestBuilder<'_> {

@@ -8,15 +8,15 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use axum::{
     extract::{Request, State},
-    http::{HeaderMap, HeaderValue, header},
-    response::{IntoResponse, Response},
+    http::HeaderMap,
+    response::Response,
 };
 use base::domain::Role;
 use edge::Edge;
 use edge::{ApiError, ApiResult, CurrentUser, conditional, error::Problem, extract::Path};
 use services::{
-    AppState, dashboards::Dashboard, serving, serving::BodyKey, serving::DashboardData,
-    serving::Outcome, serving::QueryData, serving::Serving,
+    AppState, dashboards::Dashboard, ready, serving, serving::DashboardData, serving::Outcome,
+    serving::QueryData, serving::Ready, serving::ReadyKey, serving::Serving,
 };
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -46,9 +46,9 @@ fn query_pairs(req: &Request) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Whether a response's body may be kept in the encoded-body cache: every query was served
-/// from the cache (a freshly run result says `cache_hit: false`, which the next read would
-/// not) and the results stay fresh for a while (a failure makes max-age 0).
+/// Whether a response may be kept ready: every query was served from the cache (a freshly
+/// run result says `cache_hit: false`, which the next read would not) and the results stay
+/// fresh for a while (a failure makes max-age 0).
 fn keepable(outcomes: &[(String, Outcome)], validators: &serving::Validators) -> bool {
     validators.max_age_secs > 0
         && outcomes.iter().all(|(_, o)| {
@@ -69,70 +69,51 @@ fn record_serve(executed: usize) {
     span.record("queries_executed", executed);
 }
 
-/// The answer, or 304 when the caller's copy (`If-None-Match`) is current. Private: it
-/// depends on who asks. `no-cache`: a client revalidates every time (a 304 costs no
-/// rendering), because the URL names no version: a `max-age` would let a browser show the
-/// previous version's data after a save. The body is sent
-/// in the coding `Accept-Encoding` prefers ([`encoded::negotiate`]), compressed here rather
-/// than by the compression layer: a `keep`able body comes from the serving caches' encoded
-/// bodies, made (rendered, compressed) on a miss only. Called once the caller was allowed
-/// to read the dashboard and the validators were computed from the results served now, so
-/// an entry (keyed by the dashboard, version, ETag, route and coding) only ever answers a
-/// reader of the live dashboard with the bytes its results make.
+/// The response ready at `key`, if one is: a warm read is this lookup and a write of its
+/// bytes (or a 304), after the access check (see `services::ready`).
+async fn ready(serving: &Serving, key: &ReadyKey, headers: &HeaderMap) -> Option<Response> {
+    let ready = serving.caches().ready(key).await?;
+    record_serve(0);
+    serving.count_ready_hits(&ready);
+    Some(ready.respond(headers))
+}
+
+/// The answer made of `outcomes`, or 304 when the caller's copy (`If-None-Match`) is
+/// current. The body is sent in the coding `Accept-Encoding` prefers ([`encoded::negotiate`]),
+/// compressed here rather than by the compression layer; a response made only of cached
+/// results is kept ready at `key` (rendered and compressed once) until the soonest of them
+/// expires.
 async fn answer(
     serving: &Serving,
     headers: &HeaderMap,
-    dashboard: &Dashboard,
-    query: Option<&str>,
-    validators: &serving::Validators,
-    keep: bool,
+    key: ReadyKey,
+    coding: encoded::Coding,
+    (validators, outcomes): (&serving::Validators, &[(String, Outcome)]),
     body: impl FnOnce() -> Vec<u8> + Send,
 ) -> Response {
-    let cache_control = HeaderValue::from_static("private, no-cache");
-    let vary = HeaderValue::from_static("Authorization, Accept-Encoding");
-    if conditional::none_match(headers, &validators.etag) {
-        let mut response = conditional::not_modified(&validators.etag, cache_control);
-        response.headers_mut().insert(header::VARY, vary);
-        return response;
+    if ready::is_current(headers, &validators.etag) {
+        return ready::not_modified(conditional::etag(&validators.etag));
     }
-    let coding = encoded::negotiate(headers);
     let fresh_for = Duration::from_secs(validators.max_age_secs);
-    let encoded = if keep {
-        let key = BodyKey {
-            dashboard_id: dashboard.id,
-            version: dashboard.version,
-            etag: validators.etag.clone(),
-            query: query.map(str::to_owned),
-            coding: coding.token(),
-        };
-        serving
-            .caches()
-            .body(key, async move {
-                encoded::encode(coding, body(), fresh_for).await
-            })
-            .await
-    } else {
-        encoded::encode(coding, body(), fresh_for).await
-    };
-    let mut response = (
-        [
-            (header::ETAG, conditional::etag(&validators.etag)),
-            (header::CACHE_CONTROL, cache_control),
-            (header::VARY, vary),
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-        ],
-        encoded.bytes,
-    )
-        .into_response();
-    if let Some(coding) = encoded.content_encoding {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
+    if !keepable(outcomes, validators) {
+        let encoded = encoded::encode(coding, body(), fresh_for).await;
+        return ready::ok(conditional::etag(&validators.etag), &encoded);
     }
-    response
+    let result_keys: Vec<String> = outcomes
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Outcome::Served { key, .. } => Some(key.clone()),
+            Outcome::Failed(_) => None,
+        })
+        .collect();
+    let made = serving
+        .caches()
+        .ready_or(key, &validators.etag, async {
+            let encoded = encoded::encode(coding, body(), fresh_for).await;
+            Ready::new(validators.etag.clone(), encoded, result_keys)
+        })
+        .await;
+    made.respond(headers)
 }
 
 /// The data of every query of the dashboard's current version (members). Parameters come as
@@ -159,25 +140,46 @@ async fn dashboard_data(
     Path(slug): Path<String>,
     req: Request,
 ) -> ApiResult<Response> {
-    let (dashboard, _) = serving.dashboard(&slug, &user, Role::Viewer).await?;
+    let access = serving.access(&slug, &user, Role::Viewer).await?;
+    let dashboard = access.dashboard.clone();
     edge.limiter.team(&edge.db, dashboard.team_id).await?;
+    let coding = encoded::negotiate(req.headers());
+    let key = ReadyKey::new(&dashboard, None, req.uri().query(), coding.token());
+    if let Some(response) = ready(&serving, &key, req.headers()).await {
+        return Ok(response);
+    }
+    // The rest, boxed: the warm read's future stays small (every layer moves it).
+    Box::pin(dashboard_data_made(
+        serving, edge, user, dashboard, key, coding, req,
+    ))
+    .await
+}
+
+/// [`dashboard_data`] past the ready responses: the queries through the caches and the
+/// warehouse.
+async fn dashboard_data_made(
+    serving: Serving,
+    edge: Edge,
+    user: CurrentUser,
+    dashboard: Arc<Dashboard>,
+    key: ReadyKey,
+    coding: encoded::Coding,
+    req: Request,
+) -> ApiResult<Response> {
     let plan = serving.plan(&dashboard).await?;
     let values = serving::bind_parameters(&plan.spec, &query_pairs(&req))?;
-    let dashboard = Arc::new(dashboard);
     let (outcomes, executed) = serving
         .run(dashboard.clone(), plan, values, None, user.id)
         .await;
     record_serve(executed);
     let validators = serving::validators(&dashboard, &outcomes);
-    let keep = keepable(&outcomes, &validators);
     let budget = edge.settings.max_response_bytes;
     Ok(answer(
         &serving,
         req.headers(),
-        &dashboard,
-        None,
-        &validators,
-        keep,
+        key,
+        coding,
+        (&validators, &outcomes),
         || serving::render_dashboard(&dashboard, &outcomes, budget),
     )
     .await)
@@ -206,8 +208,35 @@ async fn query_data(
     Path((slug, query_id)): Path<(String, String)>,
     req: Request,
 ) -> ApiResult<Response> {
-    let (dashboard, _) = serving.dashboard(&slug, &user, Role::Viewer).await?;
+    let access = serving.access(&slug, &user, Role::Viewer).await?;
+    let dashboard = access.dashboard.clone();
     edge.limiter.team(&edge.db, dashboard.team_id).await?;
+    let coding = encoded::negotiate(req.headers());
+    let key = ReadyKey::new(
+        &dashboard,
+        Some(&query_id),
+        req.uri().query(),
+        coding.token(),
+    );
+    if let Some(response) = ready(&serving, &key, req.headers()).await {
+        return Ok(response);
+    }
+    Box::pin(query_data_made(
+        serving, user, dashboard, query_id, key, coding, req,
+    ))
+    .await
+}
+
+/// [`query_data`] past the ready responses.
+async fn query_data_made(
+    serving: Serving,
+    user: CurrentUser,
+    dashboard: Arc<Dashboard>,
+    query_id: String,
+    key: ReadyKey,
+    coding: encoded::Coding,
+    req: Request,
+) -> ApiResult<Response> {
     let plan = serving.plan(&dashboard).await?;
     let index = plan
         .queries
@@ -220,13 +249,11 @@ async fn query_data(
             )
         })?;
     let values = serving::bind_parameters(&plan.spec, &query_pairs(&req))?;
-    let dashboard = Arc::new(dashboard);
     let (outcomes, executed) = serving
         .run(dashboard.clone(), plan, values, Some(index), user.id)
         .await;
     record_serve(executed);
     let validators = serving::validators(&dashboard, &outcomes);
-    let keep = keepable(&outcomes, &validators);
     let Some((_, outcome)) = outcomes.first() else {
         return Err(ApiError::internal(anyhow::anyhow!(
             "a query ran without an outcome"
@@ -236,10 +263,9 @@ async fn query_data(
         Outcome::Served { .. } => Ok(answer(
             &serving,
             req.headers(),
-            &dashboard,
-            Some(&query_id),
-            &validators,
-            keep,
+            key,
+            coding,
+            (&validators, &outcomes),
             || {
                 let mut body = Vec::new();
                 outcome.write_json(&mut body);

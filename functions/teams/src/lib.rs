@@ -135,9 +135,10 @@ async fn patch_team(
     Json(patch): Json<PatchTeam>,
 ) -> ApiResult<Json<Team>> {
     let mut client = state.db.get().await?;
-    Ok(Json(
-        store::patch_team(&mut client, team_id, user.id, patch).await?,
-    ))
+    let team = store::patch_team(&mut client, team_id, user.id, patch).await?;
+    // The team's caps are part of what its dashboards' cached answers are made under.
+    state.access_epoch.changed();
+    Ok(Json(team))
 }
 
 /// Lists a team's members in the order they joined.
@@ -200,9 +201,9 @@ async fn update_member(
     Json(body): Json<UpdateMember>,
 ) -> ApiResult<Json<Member>> {
     let mut client = state.db.get().await?;
-    Ok(Json(
-        store::update_member(&mut client, team_id, user.id, member_id, body.role).await?,
-    ))
+    let member = store::update_member(&mut client, team_id, user.id, member_id, body.role).await?;
+    state.access_epoch.changed();
+    Ok(Json(member))
 }
 
 /// Removes a member (admin), or leaves the team (any member, their own id). The last admin
@@ -222,5 +223,6 @@ async fn remove_member(
 ) -> ApiResult<StatusCode> {
     let mut client = state.db.get().await?;
     store::remove_member(&mut client, team_id, user.id, member_id).await?;
+    state.access_epoch.changed();
     Ok(StatusCode::NO_CONTENT)
 }
