@@ -127,7 +127,7 @@ impl Ready {
 
 /// Whether the caller's copy (`If-None-Match`) is the one whose ETag is `etag`.
 pub fn is_current(headers: &HeaderMap, etag: &str) -> bool {
-    headers.contains_key(header::IF_NONE_MATCH) && edge::conditional::none_match(headers, etag)
+    edge::conditional::none_match(headers, etag)
 }
 
 /// Private: a data response depends on who asks. `no-cache`: a client revalidates every time

@@ -88,7 +88,8 @@ async fn answer(
     headers: &HeaderMap,
     key: ReadyKey,
     coding: encoded::Coding,
-    (validators, outcomes): (&serving::Validators, &[(String, Outcome)]),
+    validators: &serving::Validators,
+    outcomes: &[(String, Outcome)],
     body: impl FnOnce() -> Vec<u8> + Send,
 ) -> Response {
     if ready::is_current(headers, &validators.etag) {
@@ -179,7 +180,8 @@ async fn dashboard_data_made(
         req.headers(),
         key,
         coding,
-        (&validators, &outcomes),
+        &validators,
+        &outcomes,
         || serving::render_dashboard(&dashboard, &outcomes, budget),
     )
     .await)
@@ -265,7 +267,8 @@ async fn query_data_made(
             req.headers(),
             key,
             coding,
-            (&validators, &outcomes),
+            &validators,
+            &outcomes,
             || {
                 let mut body = Vec::new();
                 outcome.write_json(&mut body);

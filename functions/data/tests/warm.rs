@@ -112,6 +112,25 @@ async fn a_warm_read_asks_postgres_nothing() {
     }
 }
 
+/// The user id of the team's member with `email`.
+async fn member_id(app: &TestApp, ws: &Workspace, email: &str) -> String {
+    let members = app
+        .get(&format!("/v1/teams/{}/members", ws.team))
+        .bearer(&ws.token)
+        .send()
+        .await
+        .json();
+    members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == email)
+        .unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// Polls `uri` on `router` with `token` until it answers `status`; how long that took.
 async fn until(router: &axum::Router, uri: &str, token: &str, status: u16) -> Duration {
     let started = Instant::now();
@@ -146,21 +165,7 @@ async fn another_process_sees_removals_versions_and_deletions_within_the_bound()
     let (app, _wh, ws) = setup(&[]).await;
     let viewer = app.member(&ws, "viewer@example.com", "viewer").await;
     let other = app.another_process(routes()).await;
-    let members = app
-        .get(&format!("/v1/teams/{}/members", ws.team))
-        .bearer(&ws.token)
-        .send()
-        .await
-        .json();
-    let viewer_id = members["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["email"] == "viewer@example.com")
-        .unwrap()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let viewer_id = member_id(&app, &ws, "viewer@example.com").await;
     // Both processes have the viewer's access and the response warm.
     for router in [&app.router, &other] {
         for _ in 0..3 {
@@ -262,21 +267,7 @@ async fn a_role_change_is_seen_at_once_in_this_process() {
             .await
             .assert_status(200);
     }
-    let members = app
-        .get(&format!("/v1/teams/{}/members", ws.team))
-        .bearer(&ws.token)
-        .send()
-        .await
-        .json();
-    let id = members["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["email"] == "editor@example.com")
-        .unwrap()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = member_id(&app, &ws, "editor@example.com").await;
     app.delete(&format!("/v1/teams/{}/members/{id}", ws.team))
         .bearer(&ws.token)
         .send()
